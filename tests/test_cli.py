@@ -1,0 +1,85 @@
+"The `spanlift` console script: every command's help, JSON output and one-line errors on bad input."
+import json, os, subprocess, sys
+from pathlib import Path
+import numpy as np
+import pytest
+
+GAUSS = '''import torch
+from spanlift_nb.analytic import gaussian_backbone
+def make(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return gaussian_backbone(torch.randn(1, 8, 8, generator=g) * .5, torch.rand(1, 8, 8, generator=g) * .6 + .05)
+def other():
+    return make(1)
+'''
+
+@pytest.fixture(scope='module')
+def ws(tmp_path_factory):
+    d = tmp_path_factory.mktemp('cli')
+    (d / 'gauss.py').write_text(GAUSS)
+    return d
+
+def run(ws, *args):
+    env = dict(os.environ, SPANLIFT_CACHE=str(ws / 'cache'), OMP_NUM_THREADS='1', MPLBACKEND='Agg')
+    env.pop('SPANLIFT_DEBUG', None)
+    return subprocess.run(['spanlift', *map(str, args)], capture_output=True, text=True, env=env, cwd=ws, timeout=600)
+
+def ok_json(p):
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+def one_line_error(p, *needles):
+    assert p.returncode != 0 and p.stdout == ''
+    assert p.stderr.count('\n') == 1 and 'Traceback' not in p.stderr, p.stderr
+    for n in needles: assert n in p.stderr, p.stderr
+
+@pytest.mark.parametrize('cmd', ['demo', 'fit-backbone', 'fit-solver', 'sample', 'eval'])
+def test_help_has_examples(ws, cmd):
+    p = run(ws, cmd, '--help')
+    assert p.returncode == 0 and f'usage: spanlift {cmd}' in p.stdout and 'examples:' in p.stdout and '--json' in p.stdout
+
+def test_top_level_usage_and_unknown_command(ws):
+    p = run(ws)
+    assert p.returncode == 0 and all(c in p.stdout for c in ('demo', 'fit-backbone', 'fit-solver', 'sample', 'eval'))
+    one_line_error(run(ws, 'frobnicate'), "unknown command 'frobnicate'")
+
+def test_fit_backbone(ws):
+    rng = np.random.default_rng(0)
+    np.save(ws / 'imgs.npy', rng.integers(0, 256, (24, 8, 8), dtype=np.uint8))
+    r = ok_json(run(ws, 'fit-backbone', '--data', ws / 'imgs.npy', '--kind', 'flow', '--steps', 3, '--batch', 8, '--out', ws / 'bb.safetensors', '--json'))
+    assert r['shape'] == [1, 8, 8] and Path(r['out']).exists() and (ws / 'bb.json').exists()
+    r = ok_json(run(ws, 'sample', '--backbone', ws / 'bb.safetensors', '--base', 'euler', '--nfe', 2, '--n', 4, '--out', ws / 'bb.npy', '--json'))
+    assert r['nfe'] == 2 and np.load(ws / 'bb.npy').shape == (4, 1, 8, 8)
+    one_line_error(run(ws, 'fit-backbone', '--data', ws / 'none.npy', '--out', ws / 'x.safetensors'), 'none.npy')
+    np.save(ws / 'bad.npy', np.zeros((3, 4), dtype=np.float32))
+    one_line_error(run(ws, 'fit-backbone', '--data', ws / 'bad.npy', '--out', ws / 'x.safetensors'))
+    one_line_error(run(ws, 'fit-backbone', '--data', ws / 'imgs.npy', '--kind', 'score', '--out', ws / 'x.safetensors'), 'score')
+    one_line_error(run(ws, 'fit-backbone', '--data', ws / 'imgs.npy'), '--out is required')
+
+def test_fit_solver_resume_sample_eval(ws):
+    spec = f"{ws}/gauss.py:make"
+    common = ('--backbone', spec, '--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32, '--width', 8, '--blocks', 1)
+    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--json'))
+    assert r['steps'] == 6 and (ws / 's.json').exists()
+    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume', '--json'))
+    assert r['steps'] == 10
+    assert json.loads((ws / 's.json').read_text())['step'] == 10
+    r = ok_json(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 64, '--json'))
+    assert r['nfe'] == 3 and {'teacher_rmse', 'psnr'} <= set(r) and r['method'].startswith('spanlift')
+    r = ok_json(run(ws, 'sample', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 6, '--out', ws / 'g.png', '--json'))
+    assert r['nfe'] == 3 and (ws / 'g.png').stat().st_size > 0
+    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'scalar', '--base', 'heun', '--steps', 4, '--out', ws / 'sc.safetensors', '--json'))
+    assert r['method'] == 'scalar'
+    # an incompatible checkpoint, a bad NFE, a bad method, a missing file: one line each
+    one_line_error(run(ws, 'eval', '--backbone', f"{ws}/gauss.py:other", '--solver', ws / 's.safetensors', '--n', 16), 'does not fit', 'backbone hash')
+    one_line_error(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--nfe', 4, '--n', 16), 'NFE 3 != 4')
+    one_line_error(run(ws, 'eval', '--backbone', spec, '--base', 'heun', '--nfe', 4), 'heun cannot spend exactly 4 NFE')
+    one_line_error(run(ws, 'eval', '--backbone', spec, '--base', 'nope', '--nfe', 3), "valid solvers")
+    one_line_error(run(ws, 'fit-solver', *common, '--method', 'magic', '--out', ws / 'm.safetensors'), "valid: spanlift, scalar")
+    one_line_error(run(ws, 'sample', '--backbone', 'no-such-model', '--base', 'euler', '--nfe', 3, '--out', ws / 'x.png'), 'Unknown backbone')
+    one_line_error(run(ws, 'sample', '--backbone', spec, '--base', 'euler', '--nfe', 3, '--out', ws / 'x.jpg'), '.png or .npy')
+    one_line_error(run(ws, 'eval', '--backbone', spec, '--solver', ws / 'missing.safetensors'), 'No checkpoint at')
+
+def test_eval_json_contract_on_shipped_backbone(ws):
+    r = ok_json(run(ws, 'eval', '--backbone', 'digits-flow', '--base', 'euler', '--nfe', 3, '--n', 64, '--json'))
+    assert r['nfe'] == 3 and {'teacher_rmse', 'psnr', 'fid_clf', 'kid_clf', 'fid_clf_floor'} <= set(r)
