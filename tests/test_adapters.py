@@ -1,0 +1,63 @@
+"diffusers adapters seen from outside the notebook: a fresh process without diffusers, and folders and checkpoints through `load_backbone` and the CLI."
+import inspect, json, os, subprocess, sys
+from pathlib import Path
+import pytest
+import torch
+from spanlift_nb import core
+
+FOLDER_HOOK = 'load_folder' in inspect.getsource(core.load_backbone)
+ARCH_HOOK = 'spanlift_nb.adapters' in inspect.getsource(core.load_checkpoint_backbone)
+needs_folder_hook = pytest.mark.skipif(not FOLDER_HOOK, reason="core.load_backbone does not yet send directories to adapters.load_folder")
+needs_arch_hook = pytest.mark.skipif(not ARCH_HOOK, reason="core.load_checkpoint_backbone does not yet import spanlift_nb.adapters")
+
+def py(code, **env):
+    e = dict(os.environ, OMP_NUM_THREADS='1', **env)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=e, timeout=600)
+
+def test_without_diffusers_the_error_says_how_to_install():
+    p = py("import sys; sys.modules['diffusers'] = None\n"
+           "import spanlift_nb.adapters as a\n"             # importing the module needs no diffusers
+           "try: a.load_diffusers('anything')\n"
+           "except ImportError as e: print(e)\n")
+    assert p.returncode == 0, p.stderr
+    assert 'pip install "spanlift-nb[diffusers]"' in p.stdout
+
+@pytest.fixture(scope='module')
+def folders(tmp_path_factory):
+    d = pytest.importorskip('diffusers')
+    d.utils.logging.set_verbosity_error()
+    root = tmp_path_factory.mktemp('diffusers')
+    torch.manual_seed(0)
+    kw = dict(sample_size=8, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+              down_block_types=('DownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'UpBlock2D'))
+    d.DDPMPipeline(unet=d.UNet2DModel(**kw), scheduler=d.DDPMScheduler()).save_pretrained(root / 'ddpm')
+    d.UNet2DModel(**kw).save_pretrained(root / 'edm' / 'unet')
+    d.EDMEulerScheduler().save_pretrained(root / 'edm' / 'scheduler')
+    return root
+
+@needs_folder_hook
+def test_load_backbone_takes_a_folder(folders):
+    bb = core.load_backbone(str(folders / 'ddpm'))
+    assert (bb.path.kind, bb.prediction, core.sample_shape(bb)) == ('vp', 'eps', (3, 8, 8))
+
+@needs_folder_hook
+def test_cli_samples_a_diffusers_folder(folders, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1', SPANLIFT_CACHE=str(tmp_path / 'cache'), MPLBACKEND='Agg')
+    p = subprocess.run(['spanlift', 'sample', '--backbone', str(folders / 'ddpm'), '--base', 'ddim', '--nfe', '3', '--n', '4',
+                        '--out', str(tmp_path / 's.npy'), '--device', 'cpu', '--json'], capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r['nfe'] == 3 and r['shape'] == [3, 8, 8]
+
+@needs_arch_hook
+def test_converted_checkpoint_loads_in_a_fresh_process(folders, tmp_path):
+    from spanlift_nb.adapters import load_diffusers, save_checkpoint
+    bb = load_diffusers(folders / 'edm')
+    ck = save_checkpoint(bb, tmp_path / 'edm.safetensors')
+    x, s = torch.randn(2, 3, 8, 8), torch.tensor([5.0, 0.2])
+    torch.save(dict(x=x, s=s, d=bb(x, s).value), tmp_path / 'ref.pt')
+    p = py("import torch; from spanlift_nb.core import load_backbone\n"          # no import of spanlift_nb.adapters here
+           f"bb = load_backbone({str(ck)!r}); r = torch.load({str(tmp_path / 'ref.pt')!r})\n"
+           "print(float((bb(r['x'], r['s']).value - r['d']).abs().max()))")
+    assert p.returncode == 0, p.stderr
+    assert float(p.stdout) < 1e-5
