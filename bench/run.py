@@ -54,11 +54,17 @@ def main():
             r = compare(name, nfe, spanlift_bases=2, transfer=True, device=a.device, progress=False, **sizes)
             results[(name, nfe)] = dict(rows=r['rows'], config=r['config'])
             print(results_markdown(r['rows']), flush=True)
+            write(a, results, t0)                       # after every run, so an interrupted benchmark keeps what it measured
+    print(f'wrote {a.out}')
+
+def write(a, results: dict, t0: float):
+    "Write RESULTS.md and results.json for the runs measured so far"
     mc = matched_cost(results)
     lines = [f"# spanlift-nb benchmark\n", f"Measured by `python bench/run.py {' '.join(sys.argv[1:])}` on {machine()}; "
-             f"total wall time {time.time() - t0:.0f} s. Teacher: dopri5 (rtol = atol = 1e-4), test noise held out (seed 1), "
+             f"wall time so far {time.time() - t0:.0f} s. Teacher: dopri5 (rtol = atol = 1e-4), test noise held out (seed 1), "
              "training pairs seed 0 with a validation split. RMSE is `metrics.teacher_rmse` (mean per-sample RMSE to the teacher "
-             "endpoint); clf-FID/KID use the shipped feature classifiers, each beside its real-vs-real floor.\n"]
+             "endpoint); clf-FID/KID use the shipped feature classifiers, each beside its real-vs-real floor. The learned solvers "
+             "build on the base (and grid) with the lowest *validation* RMSE; 'op. from' marks an operator trained over another base.\n"]
     for (name, nfe), r in results.items():
         c = r['config']; oc = c['operator_cost']
         lines += [f"\n## {name}, NFE {nfe}\n", results_markdown(r['rows']),
@@ -73,6 +79,5 @@ def main():
                   f"{m['scalar']:.4f} | {m['overhead_wall']:.2f} |" for m in mc]
     with atomic_write(a.out, 'w') as f: f.write('\n'.join(lines) + '\n')
     write_json(Path(a.out).with_suffix('.json'), dict(results={f'{k[0]}@{k[1]}': v for k, v in results.items()}, matched_cost=mc, machine=machine()))
-    print(f'wrote {a.out}')
 
 if __name__ == '__main__': main()
