@@ -15,9 +15,9 @@ from .core import (GaussianPath, Backbone, as_backbone, register_arch, save_back
                               load_checkpoint_backbone, weights_hash, file_sha256, get_device, test_or, WEIGHTS_DIR, ARCHS)
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SHIPPED', 'timestep_embedding', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond',
-           'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'EMA',
-           'fit_backbone', 'save_fitted', 'make_shipped']
+__all__ = ['OBJECTIVES', 'SHIPPED', 'timestep_embedding', 'check_labels', 'class_index', 'ResBlock', 'SelfAttention2d', 'UNet',
+           'MLP', 'EDMPrecond', 'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config',
+           'drop_labels', 'flow_loss', 'edm_loss', 'EMA', 'fit_backbone', 'save_fitted', 'make_shipped']
 
 # %% ../nbs/02_backbones.ipynb #ad6ee440
 def timestep_embedding(t: Tensor, # times, shape (N,)
@@ -28,6 +28,29 @@ def timestep_embedding(t: Tensor, # times, shape (N,)
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
     a = t.float()[:, None] * freqs[None]
     return torch.cat([a.cos(), a.sin()], dim=1)
+
+# %% ../nbs/02_backbones.ipynb #c1a55e01
+def check_labels(labels, # class labels: a tensor or array of integers
+                 n: int, # how many there must be (one per image)
+                 num_classes: int, # K: valid labels are 0..K-1
+                 null_ok: bool = False) -> Tensor: # also accept K, the null class
+    "Labels as a long tensor, or a one-line ValueError naming what is wrong with them"
+    y = torch.as_tensor(labels)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool: raise ValueError(f"class labels must be integers, got dtype {y.dtype}")
+    if y.ndim != 1 or len(y) != n: raise ValueError(f"need one class label per image: {n} images, got labels of shape {tuple(y.shape)}")
+    hi = num_classes + 1 if null_ok else num_classes
+    if len(y) and (y.min() < 0 or y.max() >= hi):
+        raise ValueError(f"class labels must lie in 0..{hi - 1} for {num_classes} classes, got {int(y.min())}..{int(y.max())}")
+    return y.long()
+
+def class_index(class_labels, # labels (N,), an int for the whole batch, or None for the null class
+                n: int, num_classes: int, device=None) -> Tensor:
+    "The embedding index of each sample: its class, or `num_classes` (the null class) where no label is given"
+    if class_labels is None: return torch.full((n,), num_classes, dtype=torch.long, device=device)
+    y = torch.as_tensor(class_labels, device=device)
+    if y.ndim == 0: y = y.expand(n)
+    return check_labels(y, n, num_classes, null_ok=True)
+
 
 # %% ../nbs/02_backbones.ipynb #7257614c
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
@@ -75,10 +98,13 @@ class UNet(nn.Module):
                  groups: int = 8, # GroupNorm groups
                  dropout: float = 0.0, # dropout inside residual blocks
                  t_scale: float = 1000.0, # time is multiplied by this before the embedding
-                 patch: int = 1): # fold patch×patch pixels into channels first (2: a 28×28 image is worked on at 14×14)
+                 patch: int = 1, # fold patch×patch pixels into channels first (2: a 28×28 image is worked on at 14×14)
+                 num_classes: int = 0): # K > 0: class-conditional, with K+1 label embeddings (index K: no class)
         super().__init__()
         self.config = dict(in_ch=in_ch, base=base, mults=list(mults), blocks=blocks, mid_attn=mid_attn,
                            groups=groups, dropout=dropout, t_scale=t_scale, patch=patch)
+        if num_classes: self.config['num_classes'] = int(num_classes)
+        self.num_classes = int(num_classes)
         self.base, self.t_scale, self.patch, emb = base, t_scale, patch, 4 * base
         self.time = nn.Sequential(nn.Linear(base, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.inp = nn.Conv2d(in_ch * patch**2, base, 3, padding=1)
@@ -97,13 +123,16 @@ class UNet(nn.Module):
                 self.up.append(ResBlock(ch + skips.pop(), w, emb, groups, dropout)); ch = w
             if i > 0: self.up.append(nn.Conv2d(ch, ch, 3, padding=1))        # follows a nearest-neighbour upsample
         self.out = nn.Sequential(_norm(ch, groups), nn.SiLU(), _zero(nn.Conv2d(ch, in_ch * patch**2, 3, padding=1)))
+        if num_classes: self.label = _zero(nn.Embedding(num_classes + 1, emb))   # made last, and from zeros: draws no random numbers
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
         if self.patch > 1:
             if x.shape[-1] % self.patch or x.shape[-2] % self.patch:
                 raise ValueError(f"UNet(patch={self.patch}) needs height and width divisible by {self.patch}, got {tuple(x.shape[-2:])}")
             x = F.pixel_unshuffle(x, self.patch)
         emb = self.time(timestep_embedding(t.reshape(-1).expand(x.shape[0]) * self.t_scale, self.base))
+        if self.num_classes: emb = emb + self.label(class_index(class_labels, len(x), self.num_classes, x.device))
+        elif class_labels is not None: raise ValueError("This UNet is unconditional (num_classes=0): call it without class_labels")
         h = self.inp(x); hs = [h]
         for m in self.down:
             h = m(h, emb) if isinstance(m, ResBlock) else m(h)
@@ -180,14 +209,25 @@ def arch_config(net: nn.Module) -> dict:
     return dict(net.config)
 
 # %% ../nbs/02_backbones.ipynb #c85b7383
-def flow_loss(net: nn.Module, # velocity network v(x, t)
+def drop_labels(labels: Tensor, # class labels (N,), 0..K-1
+                num_classes: int, # K; the null class is K
+                p: float = 0.1, # share of labels replaced by the null class
+                g: torch.Generator | None = None): # random generator (on the labels' device)
+    "Replace each label by the null class `num_classes` with probability `p` (classifier-free guidance training)"
+    drop = torch.rand(len(labels), device=labels.device, generator=g) < p
+    return torch.where(drop, torch.full_like(labels, num_classes), labels)
+
+def flow_loss(net: nn.Module, # velocity network v(x, t) (or v(x, t, class_labels) when labels are given)
               x0: Tensor, # a batch of data
-              g: torch.Generator | None = None): # random generator (on x0's device)
+              g: torch.Generator | None = None, # random generator (on x0's device)
+              labels: Tensor | None = None, # class labels of x0; None: unconditional
+              label_dropout: float = 0.1): # share of labels dropped to the null class
     "Flow-matching loss: regress v(x_t, t) on eps - x0 along x_t = (1-t) x0 + t eps"
     t = torch.rand(len(x0), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
     tb = t.view(-1, *([1] * (x0.ndim - 1)))
-    return (net((1 - tb) * x0 + tb * eps, t) - (eps - x0)).pow(2).mean()
+    cond = {} if labels is None else dict(class_labels=drop_labels(labels, net.num_classes, label_dropout, g))
+    return (net((1 - tb) * x0 + tb * eps, t, **cond) - (eps - x0)).pow(2).mean()
 
 def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
              x0: Tensor, # a batch of data
@@ -240,6 +280,8 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
                  warmup: int = 100, # warm-up steps
                  weight_decay: float = 0.01, # AdamW weight decay
                  progress: bool = True, # show a progress bar
+                 labels=None, # class labels, one integer in 0..K-1 per image: trains a class-conditional U-Net (flow only)
+                 label_dropout: float = 0.1, # share of labels dropped to the null class, for classifier-free guidance
                 ) -> Backbone:
     "Train a network by flow matching or as an EDM denoiser; returns its EMA weights as a `Backbone`"
     if kind not in OBJECTIVES: raise ValueError(f"Unknown training kind {kind!r}; valid: {', '.join(OBJECTIVES)}")
@@ -252,6 +294,12 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
     if int(steps) < 1 or int(batch) < 1: raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
     dev = get_device(device)
     kw = dict(_default_arch_kwargs(arch, data), **(arch_kwargs or {}))
+    if labels is not None:
+        if (kind, arch) != ('flow', 'unet'): raise ValueError(f"class labels need kind='flow' and arch='unet', got kind={kind!r}, arch={arch!r}")
+        if not 0 <= label_dropout < 1: raise ValueError(f"label_dropout must lie in [0, 1), got {label_dropout}")
+        y = torch.as_tensor(labels)
+        kw.setdefault('num_classes', int(y.max()) + 1 if len(y) and not y.is_floating_point() else 1)
+        labels = check_labels(y, len(data), kw['num_classes']).to(dev)
     name = arch if kind == 'flow' else f'{arch}-edm'
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -268,8 +316,8 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
     net.train()
     for k in it:
         for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        x0 = data[torch.randint(len(data), (batch,), device=dev, generator=g)]
-        loss = loss_fn(net, x0, g)
+        idx = torch.randint(len(data), (batch,), device=dev, generator=g)
+        loss = loss_fn(net, data[idx], g) if labels is None else flow_loss(net, data[idx], g, labels[idx], label_dropout)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -281,6 +329,7 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
                 warmup=warmup, weight_decay=weight_decay, time_convention=conv, data_shape=list(data.shape[1:]),
                 n_params=sum(p.numel() for p in net.parameters()), train_seconds=round(time.time() - t0, 1),
                 final_loss=round(sum(losses[-100:]) / len(losses[-100:]), 5), torch=torch.__version__)
+    if labels is not None: meta.update(num_classes=kw['num_classes'], label_dropout=label_dropout)
     bb = as_backbone(avg.avg.cpu() if dev.type != 'cpu' else avg.avg, kind=kind, meta=meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
@@ -300,6 +349,9 @@ SHIPPED = {
                        ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2), blocks=1, mid_attn=True)),
     'fashion-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=6000, batch=64, lr=2e-3,
                          ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2)),
+    'fashion-cond-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=2400, batch=64, lr=2e-3,
+                              ema=0.999, threads=1, labels=True, label_dropout=0.1,
+                              arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2, num_classes=10)),
 }
 
 def make_shipped(name: str, # a key of SHIPPED
@@ -311,12 +363,13 @@ def make_shipped(name: str, # a key of SHIPPED
     if name not in SHIPPED: raise ValueError(f"Unknown shipped backbone {name!r}; valid: {', '.join(SHIPPED)}")
     from spanlift_nb.data import load_dataset
     r = dict(SHIPPED[name], **overrides)
-    data = load_dataset(r['data'], split=r['split'])
+    data, labels = load_dataset(r['data'], split=r['split'], labels=True) if r.get('labels') else (load_dataset(r['data'], split=r['split']), None)
     threads = torch.get_num_threads()
     if r.get('threads'): torch.set_num_threads(r['threads'])      # the thread count is part of the recipe: CPU sums depend on it
     try:
         bb = fit_backbone(data, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
-                          device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
+                          device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress,
+                          labels=labels, label_dropout=r.get('label_dropout', 0.1))
         used = torch.get_num_threads()
     finally: torch.set_num_threads(threads)
     out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
