@@ -349,9 +349,9 @@ SHIPPED = {
                        ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2), blocks=1, mid_attn=True)),
     'fashion-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=6000, batch=64, lr=2e-3,
                          ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2)),
-    'fashion-cond-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=2400, batch=64, lr=2e-3,
+    'fashion-cond-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=3000, batch=32, lr=2e-3,
                               ema=0.999, threads=1, labels=True, label_dropout=0.1,
-                              arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2, num_classes=10)),
+                              arch_kwargs=dict(base=16, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2, num_classes=10)),
 }
 
 def make_shipped(name: str, # a key of SHIPPED
