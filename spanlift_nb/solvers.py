@@ -402,7 +402,8 @@ SOLVERS = {s.name: s for s in [
     Solver('dpmpp_3m', dpmpp_3m, 2, _min_steps(3), "DPM-Solver++(3M), needs nfe >= 3; order 3 with weight='taylor'",
            order_of=lambda kw: 3 if kw.get('weight') == 'taylor' else 2),
     Solver('ipndm', ipndm, 2, lambda s: s, 'iPNDM, Adams-Bashforth up to 4 steps; attains order 2 (Euler warm-up)'),
-    Solver('unipc', unipc, 2, _min_steps(2), 'UniPC-bh2 (order 2), needs nfe >= 2'),
+    Solver('unipc', unipc, 3, _min_steps(2), 'UniPC-bh2 with order=2: attains 3 with its free corrector; needs nfe >= 2',
+           order_of=lambda kw: kw.get('order', 2) + 1),
 ]}
 
 def get_solver(name, **options) -> Solver:
