@@ -14,7 +14,8 @@ from fastcore.script import anno_parser
 from .core import load_backbone, sample_shape, get_device, atomic_write, write_json
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'main']
+__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'load_labels', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate',
+           'main']
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
@@ -22,7 +23,8 @@ EXAMPLES = {
          "  spanlift demo --quick              # a smoke test, under two minutes\n"
          "  spanlift demo --dataset fashion --device cuda --out runs/fashion",
  'fit-backbone': "  spanlift fit-backbone --data my_images.npy --kind flow --out bb.safetensors\n"
-                 "  spanlift fit-backbone --data digits --kind edm --steps 3000 --out digits-edm.safetensors --json",
+                 "  spanlift fit-backbone --data digits --kind edm --steps 3000 --out digits-edm.safetensors --json\n"
+                 "  spanlift fit-backbone --data my_images.npy --labels my_labels.npy --out cond.safetensors   # class-conditional",
  'fit-solver': "  spanlift fit-solver --backbone digits-flow --method spanlift --base euler --nfe 3 --out s.safetensors\n"
                "  spanlift fit-solver --backbone bb.safetensors --method scalar --base heun --nfe 5 --out s.safetensors --resume\n"
                "  torchrun --nproc_per_node 4 -m spanlift_nb.cli fit-solver --backbone mymodel.py:make --nfe 3 --out s.safetensors",
@@ -40,6 +42,19 @@ def _backbone(spec, device):
     bb = load_backbone(_need(spec, '--backbone'), device=get_device(device))
     if sample_shape(bb) is None: raise ValueError(f"backbone {spec!r} does not record its sample shape (metadata 'data_shape')")
     return bb
+
+# %% ../nbs/09_cli.ipynb #c1a55e20
+def load_labels(path: str, # a .npy file of integer class labels
+                n: int, # the number of images they label
+                num_classes: int | None = None) -> torch.Tensor: # K (default: the largest label + 1)
+    "Class labels from a .npy file, checked: integers, one per image, in 0..K-1"
+    from spanlift_nb.backbones import check_labels
+    if not Path(path).is_file(): raise FileNotFoundError(f"--labels: no file at {path!r}")
+    y = np.load(path, allow_pickle=False)
+    if y.dtype.kind not in 'iu': raise ValueError(f"--labels {path!r} must hold integers (0..K-1), got dtype {y.dtype}")
+    if num_classes is not None and num_classes < 1: raise ValueError(f"--num-classes must be positive, got {num_classes}")
+    k = num_classes if num_classes is not None else int(y.max()) + 1 if y.size else 1
+    return check_labels(torch.from_numpy(y.astype(np.int64)), n, k)
 
 # %% ../nbs/09_cli.ipynb #3f36668c
 def demo(dataset: str = 'digits', # 'digits' or 'fashion'
@@ -62,6 +77,8 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
                  seed: int = 0, # seeds initialisation, batches and noise
                  device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                  out: str = None, # where to write the .safetensors (+ .json)
+                 labels: str = None, # a .npy of integer class labels, one per image: a class-conditional U-Net (flow)
+                 num_classes: int = None, # K, with --labels in 0..K-1 (default: the largest label + 1)
                  json: bool = False): # print a JSON summary
     "Train a small backbone on your data by flow matching or as an EDM denoiser"
     from spanlift_nb.data import load_dataset
@@ -69,10 +86,12 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
     x = load_dataset(_need(data, '--data'))
-    bb = _fit(x, kind, arch, steps, batch, lr, seed, device)
+    y = load_labels(labels, len(x), num_classes) if labels is not None else None
+    bb = _fit(x, kind, arch, steps, batch, lr, seed, device, labels=y, arch_kwargs=dict(num_classes=num_classes) if num_classes else None)
     path = save_fitted(bb, out, data=str(data), data_shape=list(x.shape[1:]), seed=seed, steps=steps,
                        command=' '.join(['spanlift', 'fit-backbone'] + sys.argv[2:]))
-    return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps)
+    return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps,
+                num_classes=bb.meta.get('num_classes', 0))
 
 def fit_solver(backbone: str = None, # backbone SPEC
                method: str = 'spanlift', # 'spanlift' or 'scalar'
