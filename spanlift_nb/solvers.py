@@ -15,10 +15,10 @@ from fastprogress.fastprogress import progress_bar
 from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'check_grid', 'grid_uniform', 'grid_quadratic',
-           'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint', 'rk4', 'ipndm',
-           'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'run_table', 'Solver',
-           'get_solver', 'sample', 'start_noise', 'empirical_order']
+__all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'check_grid', 'grid_uniform',
+           'grid_quadratic', 'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint',
+           'rk4', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'run_table',
+           'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
 # %% ../nbs/03_solvers.ipynb #5eb4ffe3
 def check_grid(grid: Tensor) -> Tensor:
@@ -412,6 +412,9 @@ def get_solver(name, **options) -> Solver:
     elif name not in SOLVERS: raise ValueError(f"Unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
     else: s = SOLVERS[name]
     return s.variant(**options) if options else s
+
+# %% ../nbs/03_solvers.ipynb #26c8b4c1
+BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm')   # the base solvers a comparison reports and picks from
 
 # %% ../nbs/03_solvers.ipynb #528a87e9
 def sample(model, # a Backbone, nn.Module or callable v(x, t) (flow matching, t=1 noise)
