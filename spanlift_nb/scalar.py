@@ -25,16 +25,21 @@ class LearnedSolver(nn.Module):
         # the library's own classes win over same-named ones defined elsewhere (e.g. while a notebook runs)
         if cls.method and (cls.method not in SOLVER_CLASSES or cls.__module__.startswith('spanlift_nb.')):
             SOLVER_CLASSES[cls.method] = cls
+    correction = None   # a solver with an operator (SpanLift) sets this to its term `correction(k, X, V, table)`
+    def table(self) -> SpanTable: raise NotImplementedError
     def config(self) -> dict: raise NotImplementedError
     @property
     def nfe(self) -> int: return self._nfe
 
-def build_solver(config: dict) -> LearnedSolver:
+def build_solver(config: dict, # a solver's `config()`
+                 path: GaussianPath | None = None) -> LearnedSolver: # the backbone's path: it carries what a config cannot (a discrete VP schedule)
     "Rebuild a learned solver from its `config()`"
     m = config.get('method')
     if m not in SOLVER_CLASSES: import spanlift_nb.spanlift          # registers 'spanlift'
     if m not in SOLVER_CLASSES: raise ValueError(f"Unknown learned-solver method {m!r}; valid: {', '.join(SOLVER_CLASSES)}")
-    return SOLVER_CLASSES[m].from_config(config)
+    if path is not None and path.config() != config['path']:
+        raise ValueError(f"this solver was trained on the path {config['path']}, not on {path.config()}")
+    return SOLVER_CLASSES[m].from_config(config, path)
 
 # %% ../nbs/05_scalar.ipynb #09803b8d
 class MonotoneGrid(nn.Module):
@@ -83,6 +88,6 @@ class ScalarSolver(LearnedSolver):
                     learn_times=self.learn_times, learn_coefs=self.learn_coefs)
 
     @classmethod
-    def from_config(cls, c: dict):
+    def from_config(cls, c: dict, path: GaussianPath | None = None):
         from spanlift_nb.core import _path_from_config
-        return cls(c['base'], c['nfe'], _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))
+        return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))

@@ -127,7 +127,7 @@ def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', *
     "Rebuild a trained solver from a checkpoint (its best, EMA or raw weights), after checking it fits"
     t, meta = read_checkpoint(path)
     check_compatible(meta, backbone, path=path, **expect)
-    solver = build_solver(meta['solver'])
+    solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
     solver.load_state_dict(sd)
     return solver.eval(), meta
