@@ -1,5 +1,5 @@
 "SpanLiftScheduler on tiny random diffusers models: the same samples as the package with exactly NFE model calls, in a loop, in DDPMPipeline and under guidance; saving, loading, `spanlift export`, and one-line errors."
-import json, os, subprocess
+import json, os, subprocess, sys
 import pytest
 import torch
 
@@ -55,6 +55,11 @@ def loop(sched, unet, x):
     with torch.no_grad(), Counter(unet) as c:
         for t in sched.timesteps: x = sched.step(unet(sched.scale_model_input(x, t), t).sample, t, x).prev_sample
     return x, c.n
+
+def test_without_diffusers_the_import_says_how_to_install():
+    code = "import sys; sys.modules['diffusers'] = None\ntry: import spanlift_nb.scheduler\nexcept ImportError as e: print(e)"
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert p.returncode == 0 and 'pip install "spanlift-nb[diffusers]"' in p.stdout, p.stderr
 
 def test_timestep_conventions():
     t = torch.tensor([1.0, 0.61, 0.2, 0.013], dtype=torch.float64)
