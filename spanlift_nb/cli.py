@@ -202,7 +202,7 @@ def main(argv=None) -> int:
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:
     sys.exit(main())
 
-# %% ../nbs/09_cli.ipynb #4a1fa644
+# %% ../nbs/09_cli.ipynb #18d1aafb
 def export(solver: str = None, # a trained solver checkpoint from fit-solver
            backbone: str = None, # the diffusers model folder the solver was trained on
            out: str = None, # the folder to write (scheduler_config.json + spanlift_solver.safetensors)
