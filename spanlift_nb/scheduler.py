@@ -15,8 +15,8 @@ from fastcore.basics import patch
 from .core import GaussianPath, ModelOutput, weights_hash, save_tensors, load_tensors
 from .adapters import require_diffusers, load_folder, vp_alphas_cumprod
 from .solvers import table_step
-from .scalar import LearnedSolver, build_solver
-from .train import load_solver
+from .scalar import LearnedSolver
+from .train import build_solver, load_solver
 
 # %% auto #0
 __all__ = ['PREDICTION_TYPES', 'FAMILIES', 'model_timesteps', 'backbone_record', 'path_of', 'SpanLiftScheduler']
