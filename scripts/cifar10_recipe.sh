@@ -88,7 +88,7 @@ import os, time
 from spanlift_nb.core import sample_shape, get_device
 from spanlift_nb.zoo import load_backbone
 from spanlift_nb.teacher import teacher_pairs
-from spanlift_nb.evaluate import DEFAULT_TEACHER
+from spanlift_nb.teacher import DEFAULT_TEACHER
 e = os.environ
 dev = get_device()
 bb = load_backbone(e['BACKBONE'], device=dev)

@@ -11,8 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (Backbone, as_backbone, register_arch, append_dims, timestep_embedding, get_device, ARCHS)
-from .zoo import recipe
+from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, timestep_embedding, get_device, ARCHS)
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'SHIPPED', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond', 'build_unet', 'build_unet_edm',

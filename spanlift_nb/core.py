@@ -13,10 +13,10 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
+__all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
            'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'atomic_write', 'write_json',
-           'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'sample_shape', 'check_grid',
-           'timestep_embedding']
+           'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape',
+           'check_grid', 'timestep_embedding']
 
 # %% ../nbs/00_core.ipynb #e850cee8
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -319,6 +319,15 @@ ARCHS: dict = {}
 def register_arch(name: str):
     "Decorator: register a builder `f(**arch_kwargs) -> nn.Module` under `name` for checkpoints"
     def deco(f): ARCHS[name] = f; return f
+    return deco
+
+RECIPES: dict = {}
+
+def recipe(table: dict): # {shipped name: settings}; settings may hold `threads`, the torch thread count of the run
+    "Decorator: register `f(name, settings, out=, device=, progress=) -> (module, save_kwargs)` as the recipe of every model in `table`"
+    def deco(f):
+        for name in table: RECIPES[name] = (f, table)
+        return f
     return deco
 
 def sample_shape(backbone) -> tuple | None:

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import atomic_write, file_sha256, get_device, register_arch
-from .zoo import load, recipe, WEIGHTS_DIR
+from .core import atomic_write, file_sha256, get_device, register_arch, recipe
+from .zoo import load, WEIGHTS_DIR
 from .data import load_dataset
 
 # %% auto #0

@@ -10,12 +10,11 @@ import json, importlib, importlib.util, inspect, contextlib
 from pathlib import Path
 import torch
 from torch import nn
-from .core import (GaussianPath, Backbone, as_backbone, get_device, weights_hash, ARCHS, save_tensors, load_tensors,
-                              write_json, file_sha256)
+from .core import (GaussianPath, Backbone, as_backbone, get_device, weights_hash, ARCHS, RECIPES, save_tensors,
+                              load_tensors, write_json, file_sha256)
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'RECIPES', 'checkpoint_files', 'shipped', 'info', 'save', 'load', 'load_backbone', 'recipe',
-           'torch_threads', 'make']
+__all__ = ['WEIGHTS_DIR', 'checkpoint_files', 'shipped', 'info', 'save', 'load', 'load_backbone', 'torch_threads', 'make']
 
 # %% ../nbs/11_zoo.ipynb #6287a5bd
 WEIGHTS_DIR = Path(__file__).parent / 'weights' if '__file__' in globals() else Path('../spanlift_nb/weights')
@@ -150,15 +149,6 @@ def load_backbone(spec, # a shipped name, a checkpoint path, a diffusers folder,
     return bb.to(get_device(device)) if device is not None else bb
 
 # %% ../nbs/11_zoo.ipynb #c0513f34
-RECIPES: dict = {}
-
-def recipe(table: dict): # {shipped name: settings}; settings may hold `threads`, the torch thread count of the run
-    "Decorator: register `f(name, settings, out=, device=, progress=) -> (module, save_kwargs)` as the recipe of every model in `table`"
-    def deco(f):
-        for name in table: RECIPES[name] = (f, table)
-        return f
-    return deco
-
 @contextlib.contextmanager
 def torch_threads(n: int | None): # the thread count (None: leave it)
     "Run a block with `n` torch threads, then restore the previous count; yields the count in force"
