@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from .core import as_backbone
 from .solvers import SpanTable, get_solver, make_grid, check_grid, run_table, _lo
-from .teacher import teacher_solve, _needs_stop
+from .teacher import teacher_solve, needs_stop, DEFAULT_TEACHER
 
 # %% auto #0
 __all__ = ['project_onto_span', 'row_refs', 'teacher_transport', 'SpanReport', 'span_decomposition', 'endpoint_projection',
@@ -71,7 +71,7 @@ def row_refs(table: SpanTable, # a solver in span form
 
 # %% ../nbs/04_span.ipynb #e823aeae
 def teacher_transport(model, # a backbone
-                      rtol: float = 1e-5, atol: float = 1e-5, # `teacher_solve` tolerances
+                      rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], # `teacher_solve` tolerances
                      ):
     "The teacher as a map `(x, t_from, t_to) -> x'`: the exact solution when the backbone's net has one (`solve`), else `teacher_solve`"
     bb = as_backbone(model)
@@ -79,7 +79,7 @@ def teacher_transport(model, # a backbone
     if callable(solve): return lambda x, t_from, t_to: solve(x, t_from, t_to)
     stop = _lo(bb.path, None)
     def transport(x, t_from, t_to):
-        if _needs_stop(bb, t_to) and t_from <= stop * (1 + 1e-9):   # nothing left to integrate: only the final Euler step onto sigma = 0
+        if needs_stop(bb, t_to) and t_from <= stop * (1 + 1e-9):   # nothing left to integrate: only the final Euler step onto sigma = 0
             return x + (t_to - t_from) * bb(x, t_from).velocity
         return teacher_solve(bb, x, t_from, t_to, rtol=rtol, atol=atol)
     return transport
