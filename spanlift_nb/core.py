@@ -15,9 +15,9 @@ from torch import nn, Tensor
 # %% auto #0
 __all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'WEIGHTS_DIR', 'get_device', 'in_test', 'test_or', 'GaussianPath',
            'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'as_backbone', 'fit_condition', 'with_condition',
-           'with_guidance', 'atomic_write', 'write_json', 'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash',
-           'register_arch', 'shipped_backbones', 'sample_shape', 'save_backbone', 'load_checkpoint_backbone',
-           'load_backbone']
+           'with_guidance', 'conditioned_view', 'atomic_write', 'write_json', 'save_tensors', 'load_tensors',
+           'file_sha256', 'weights_hash', 'register_arch', 'shipped_backbones', 'sample_shape', 'save_backbone',
+           'load_checkpoint_backbone', 'load_backbone']
 
 # %% ../nbs/00_core.ipynb #e850cee8
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -320,6 +320,16 @@ def with_guidance(backbone, # a conditioned Backbone, e.g. `with_condition(bb, c
     bb = as_backbone(backbone)
     if isinstance(bb, _Guided): raise ValueError("this backbone is already guided: apply with_guidance once, to the conditioned backbone")
     return _Guided(bb, w, _null_condition(bb, null))
+
+# %% ../nbs/00_core.ipynb #3194757d
+def conditioned_view(backbone, # a Backbone (or anything `as_backbone` accepts)
+                     cond: dict | None = None, # per-sample conditioning for one batch, e.g. {'class_labels': y}
+                     guidance: float | None = None, # a classifier-free guidance scale, or None
+                     null=None) -> Backbone: # the null condition for guidance (see `with_guidance`)
+    "The backbone a solver sees for one batch: `cond` bound by `with_condition`, then guided by `with_guidance` when a scale is given"
+    bb = as_backbone(backbone)
+    if cond: bb = with_condition(bb, **cond)
+    return bb if guidance is None else with_guidance(bb, guidance, null)
 
 # %% ../nbs/00_core.ipynb #6f2d15ab
 @contextlib.contextmanager
