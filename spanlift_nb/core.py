@@ -298,9 +298,8 @@ def _null_condition(bb: Backbone, null) -> dict:
     "The null condition of a conditioned backbone as {keyword: value}"
     m = bb.meta; keys = list(m.get('condition', []))
     if not keys or not isinstance(bb.net, _Conditioned):
-        raise ValueError("guidance needs a conditional backbone, and this one has no condition bound "
-                         f"({'its metadata names ' + str(m.get('num_classes')) + ' classes: ' if 'num_classes' in m else 'no condition keyword, no num_classes in its metadata; '}"
-                         "bind one first: with_guidance(with_condition(bb, class_labels=y), scale))")
+        why = f"its metadata names {m['num_classes']} classes but no labels are bound" if 'num_classes' in m else "it has no condition keyword and no num_classes in its metadata"
+        raise ValueError(f"guidance needs a conditional backbone: {why}; bind the condition first, with_guidance(with_condition(bb, class_labels=y), scale)")
     if isinstance(null, dict): out = dict(null)
     elif null is not None:
         if len(keys) != 1: raise ValueError(f"this backbone has several conditions ({', '.join(keys)}): pass null as {{keyword: value}}")
