@@ -12,16 +12,16 @@ import torch
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, as_backbone, conditioned_view, load_backbone, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
-from .solvers import sample, get_solver, SOLVERS
-from .teacher import teacher_pairs, TeacherPairs
+from .solvers import sample, get_solver, SOLVERS, BASE_SOLVERS
+from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift, operator_cost
-from .train import fit_solver, TrainConfig
+from .train import fit_solver, TrainConfig, SOLVER_LR
 from .metrics import teacher_rmse, psnr, clf_fid_kid
 
 # %% auto #0
-__all__ = ['DEFAULT_TEACHER', 'DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare',
-           'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
+__all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'results_markdown',
+           'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #b7c6b007
 def dataset_of(backbone) -> str | None:
@@ -74,8 +74,6 @@ def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool
     return r
 
 # %% ../nbs/08a_evaluate.ipynb #734d141c
-DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)
-
 def pick_base(bb, val: TeacherPairs, nfe: int, bases, schedules=(None,)) -> list:
     "(base, schedule) pairs ranked by validation teacher RMSE at `nfe` (never looks at test data)"
     errs = {(b, sch): teacher_rmse(run_method(bb, val.noise, base=b, nfe=nfe, schedule=sch, **pairs_kw(val))[0], val.target)
@@ -96,21 +94,21 @@ def _scorer(test, data, fid, seed, decode, metrics):
 
 # %% ../nbs/08a_evaluate.ipynb #169d3f98
 def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> tuple:
-    "Training and validation pairs from `seed`, test pairs from `seed + 1`, each with its conditions; and the seconds they took"
+    "Training and validation pairs from `seed`, test pairs from `HELD_OUT_SEED`, each with its conditions; and the seconds they took"
     t0 = time.time()
-    pairs, test = teacher_pairs(bb, n_train + n_val, seed=seed, cond=cond, **kw), teacher_pairs(bb, n_test, seed=seed + 1, cond=test_cond, **kw)
+    pairs, test = teacher_pairs(bb, n_train + n_val, seed=seed, cond=cond, **kw), teacher_pairs(bb, n_test, seed=HELD_OUT_SEED, cond=test_cond, **kw)
     return (*pairs.split(n_val), test, time.time() - t0)
 
 def _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer, steps_scalar, steps_spanlift, batch, seed, dev, scorer, progress):
     "Rows, solvers and samples of the learned-scalar solver and SpanLift over the picked bases (and the transferred operator)"
     common, rows, solvers, samples = (bb, train, val, test), [], {}, {}
     row, solvers['scalar'], samples['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar,
-                                                          batch, 1e-2, seed, dev, scorer, progress)
+                                                          batch, SOLVER_LR['scalar'], seed, dev, scorer, progress)
     rows.append(row)
     for j, (b, sch) in enumerate(picks):
         name = 'spanlift' if j == 0 else f'spanlift-{b}'
         row, solvers[name], samples[name] = _fit_row('spanlift', SpanLift(b, nfe, bb.path, shape, sch, **(spanlift_kw or {})), *common,
-                                                     steps_spanlift, batch, 3e-3, seed, dev, scorer, progress)
+                                                     steps_spanlift, batch, SOLVER_LR['spanlift'], seed, dev, scorer, progress)
         rows.append(row)
     if transfer and len(picks) > 1:
         samples['transfer'], n = run_method(bb, test.noise, solver=solvers['spanlift'].with_base(*picks[1]), device=dev, **pairs_kw(test))
@@ -119,7 +117,7 @@ def _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer
 
 # %% ../nbs/08a_evaluate.ipynb #2e362c96
 def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes) and the NFE budget
-            bases=('euler', 'heun', 'dpmpp_2m', 'ipndm'), # base solvers to report (on their default grids)
+            bases=BASE_SOLVERS, # base solvers to report (on their default grids)
             base: str = 'best', # the base the learned solvers build on ('best': lowest validation RMSE, grid tuned)
             spanlift_bases: int = 1, # fit SpanLift over this many bases (the best ones, distinct solvers)
             schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # grids tried when tuning the best base ((None,): default grids)
@@ -127,13 +125,15 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
             steps_scalar: int = 300, steps_spanlift: int = 600, batch: int = 128, # training
             spanlift_kw: dict | None = None, # operator settings (width, blocks, history, ...)
             transfer: bool = False, # also apply the first SpanLift operator over the second base
-            teacher: dict | None = None, cache_dir=None, device=None, fid: bool = True, progress: bool = True, seed: int = 0,
+            teacher: dict | None = None, cache_dir=None, device=None, fid: bool = True, progress: bool = True,
+            seed: int = 0, # seed of the training pairs and fits (the test pairs use HELD_OUT_SEED)
             cond: dict | None = None, test_cond: dict | None = None, # per-sample conditions of the train+val and of the test pairs
             guidance: float | None = None, null=None, # classifier-free guidance, for the teacher and every method alike
             decode=None, # maps samples to images before PSNR and classifier metrics (teacher RMSE stays in the model's space)
             dataset: str | None = None, # the data set of the classifier metrics (default: the backbone's own)
             metrics=None) -> dict: # `metrics(samples, test_pairs) -> dict`: extra scores for every row
     "Fit and score base, learned-scalar and SpanLift solvers at one NFE from the same held-out noise and conditions"
+    if seed == HELD_OUT_SEED: raise ValueError(f"seed {seed} is HELD_OUT_SEED, the noise of the test pairs: train on another seed")
     bb = load_backbone(backbone); dev = get_device(device); bb.to(dev)
     shape, data, teacher = sample_shape(bb), dataset or dataset_of(bb), teacher or DEFAULT_TEACHER
     train, val, test, t_pairs = _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, shape=shape, cache_dir=cache_dir, device=device,
@@ -219,7 +219,7 @@ def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=
     if dataset not in ('digits', 'fashion'): raise ValueError(f"Unknown demo dataset {dataset!r}; valid: digits, fashion")
     out = Path(out); t0 = time.time()
     sizes = dict(DEMO_SIZES['quick' if quick else 'full'], **overrides)
-    bases = ('euler', 'heun', 'dpmpp_2m', 'ipndm')
+    bases = BASE_SOLVERS
     log(f"spanlift demo: {dataset}-flow at NFE {nfe} ({'quick' if quick else 'full'}), device {get_device(device)}")
     res = compare(f'{dataset}-flow', nfe, bases, 'best', cache_dir=cache_dir, device=device, progress=progress, **sizes)
     bb, test = res['backbone'], res['test']

@@ -140,9 +140,13 @@ def _flops(fn) -> int:
     with FlopCounterMode(display=False) as fc: fn()
     return fc.get_total_flops()
 
-def _time(fn, reps: int = 5) -> float:
-    fn(); t0 = time.perf_counter()
+def _sync(device: torch.device):
+    if device.type == 'cuda': torch.cuda.synchronize(device)   # CUDA runs asynchronously: wait for the queued work
+
+def _time(fn, device: torch.device, reps: int = 5) -> float:
+    fn(); _sync(device); t0 = time.perf_counter()
     for _ in range(reps): fn()
+    _sync(device)
     return (time.perf_counter() - t0) / reps
 
 def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
@@ -155,7 +159,7 @@ def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
         op_call = lambda: spanlift.correction(1, X, V, type('T', (), dict(times=times))())
         bb_call = lambda: bb(x, times[0].to(x.dtype)).velocity
         f_op, f_bb = _flops(op_call), _flops(bb_call)
-        w_op, w_bb = _time(op_call), _time(bb_call)
+        w_op, w_bb = _time(op_call, dev), _time(bb_call, dev)
     n_op, n_bb = sum(p.numel() for p in spanlift.op.parameters()), sum(p.numel() for p in bb.parameters())
     return dict(params_operator=n_op, params_backbone=n_bb, params_ratio=n_op / max(n_bb, 1),
                 flops_operator=f_op, flops_backbone=f_bb, flops_ratio=f_op / max(f_bb, 1), wall_ratio=w_op / w_bb)

@@ -15,12 +15,14 @@ import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, ModelOutput, as_backbone, conditioned_view, get_device, weights_hash, save_tensors, load_tensors,
                               write_json, in_test)
-from .scalar import LearnedSolver, build_solver
+from .scalar import LearnedSolver, ScalarSolver
+from .spanlift import SpanLift
 from .metrics import teacher_rmse
 
 # %% auto #0
-__all__ = ['SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'StudentView', 'save_checkpoint', 'read_checkpoint',
-           'check_compatible', 'load_solver', 'init_distributed', 'FitResult', 'fit_solver', 'pairs_guidance']
+__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'StudentView', 'register_solver',
+           'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible', 'load_solver', 'init_distributed',
+           'FitResult', 'fit_solver', 'pairs_guidance']
 
 # %% ../nbs/07_train.ipynb #276b2591
 @dataclass
@@ -72,6 +74,25 @@ class StudentView(nn.Module):
             v = checkpoint(lambda y: self.bb(y, t).velocity, x, use_reentrant=False)
             return ModelOutput(x, t, v, 'velocity', self.bb.path)
         return self.bb(x, t)
+
+# %% ../nbs/07_train.ipynb #f03db720
+SOLVER_CLASSES: dict = {}
+SOLVER_LR = dict(scalar=1e-2, spanlift=3e-3)   # the learning rate each method trains at by default
+
+def register_solver(cls: type) -> type:
+    "Make a `LearnedSolver` subclass rebuildable from its config's `method` (the library's classes keep their names)"
+    if not (isinstance(cls, type) and issubclass(cls, LearnedSolver) and cls.method):
+        raise TypeError(f"{cls!r} is not a LearnedSolver subclass with a `method` name")
+    if cls.method not in SOLVER_CLASSES or cls.__module__.startswith('spanlift_nb.'): SOLVER_CLASSES[cls.method] = cls
+    return cls
+
+register_solver(ScalarSolver); register_solver(SpanLift)
+
+def build_solver(config: dict) -> LearnedSolver:
+    "Rebuild a learned solver from its `config()`"
+    m = config.get('method')
+    if m not in SOLVER_CLASSES: raise ValueError(f"Unknown learned-solver method {m!r}; valid: {', '.join(SOLVER_CLASSES)}")
+    return SOLVER_CLASSES[m].from_config(config)
 
 # %% ../nbs/07_train.ipynb #06c34a7a
 def _flat_opt(opt) -> dict:
