@@ -15,7 +15,7 @@ from .core import load_backbone, sample_shape, get_device, atomic_write, write_j
 from .teacher import HELD_OUT_SEED
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'main']
+__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'main', 'export']
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
@@ -203,3 +203,20 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:
     sys.exit(main())
+
+# %% ../nbs/09_cli.ipynb #18d1aafb
+def export(solver: str = None, # a trained solver checkpoint from fit-solver
+           backbone: str = None, # the diffusers model folder the solver was trained on
+           out: str = None, # the folder to write (scheduler_config.json + spanlift_solver.safetensors)
+           json: bool = False): # print a JSON summary
+    "Export a trained solver as a diffusers scheduler for the model folder it was trained on"
+    from spanlift_nb.scheduler import SpanLiftScheduler
+    sched = SpanLiftScheduler.from_solver(_need(solver, '--solver'), _need(backbone, '--backbone'))
+    sched.save_pretrained(_need(out, '--out'))
+    s = sched.config.solver; sched.set_timesteps(s['nfe'])
+    return dict(out=str(out), method=s['method'], base=s['base'], nfe=s['nfe'], prediction_type=sched.config.prediction_type,
+                timesteps=[round(float(t), 3) for t in sched.timesteps])
+
+COMMANDS['export'] = export
+EXAMPLES['export'] = ("  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift\n"
+                      "  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift --json")

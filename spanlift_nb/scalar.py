@@ -18,9 +18,11 @@ __all__ = ['LearnedSolver', 'MonotoneGrid', 'ScalarSolver']
 class LearnedSolver(nn.Module):
     "A few-step solver with learnable parts: `forward(model, noise) -> endpoint`"
     method: str = ''            # the name a checkpoint's config records (see `train.build_solver`)
+    correction = None           # a solver with an operator (SpanLift) sets this to its term `correction(k, X, V, table)`
+    def table(self) -> SpanTable: raise NotImplementedError
     def config(self) -> dict: raise NotImplementedError
     @classmethod
-    def from_config(cls, config: dict): raise NotImplementedError
+    def from_config(cls, config: dict, path: GaussianPath | None = None): raise NotImplementedError   # path: the backbone's, if given
     @property
     def nfe(self) -> int: return self._nfe
 
@@ -71,6 +73,6 @@ class ScalarSolver(LearnedSolver):
                     learn_times=self.learn_times, learn_coefs=self.learn_coefs)
 
     @classmethod
-    def from_config(cls, c: dict):
+    def from_config(cls, c: dict, path: GaussianPath | None = None):
         from spanlift_nb.core import _path_from_config
-        return cls(c['base'], c['nfe'], _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))
+        return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))

@@ -17,8 +17,8 @@ from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe
 # %% auto #0
 __all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'check_grid', 'grid_uniform',
            'grid_quadratic', 'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint',
-           'rk4', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'run_table',
-           'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
+           'rk4', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step',
+           'run_table', 'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
 # %% ../nbs/03_solvers.ipynb #5eb4ffe3
 def check_grid(grid: Tensor) -> Tensor:
@@ -342,14 +342,19 @@ def trace_table(solver_fn, path: GaussianPath, grid: Tensor, **kw) -> SpanTable:
     B = [torch.zeros(n, dtype=torch.float64, device=dev)] + [torch.stack([torch.as_tensor(c.get(('V', j), zero), device=dev) for j in range(n)]) for c in rows]
     return SpanTable(torch.stack(tr.times), torch.stack(A), torch.stack(B))
 
+def table_step(table: SpanTable, k: int, X: list, V: list, correction=None) -> Tensor:
+    "New state X_k from the buffer X_0..X_{k-1}, V_0..V_{k-1}: row k of `table`, plus `correction(k, X, V, table)` if given"
+    dt = X[0].dtype
+    new = sum(table.A[k, m].to(dt) * X[m] + table.B[k, m].to(dt) * V[m] for m in range(k))
+    return new if correction is None else new + correction(k, X, V, table)
+
 def run_table(model: Backbone, x: Tensor, table: SpanTable, correction=None, callback=None) -> Tensor:
-    "Execute a span-form table; `correction(k, X, V, table)` may add a term to each new state X_k"
+    "Execute a span-form table, one `table_step` per row; `correction(k, X, V, table)` may add a term to each new state X_k"
     X, V = [x], []
     n = table.nfe
     for k in range(n + 1):
         if k > 0:
-            new = sum(table.A[k, m].to(x.dtype) * X[m] + table.B[k, m].to(x.dtype) * V[m] for m in range(k))
-            if correction is not None: new = new + correction(k, X, V, table)
+            new = table_step(table, k, X, V, correction)
             if k == n: return new
             X.append(new)
         out = model(X[k], table.times[k].to(x.dtype))

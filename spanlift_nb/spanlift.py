@@ -104,6 +104,7 @@ class SpanLift(LearnedSolver):
     def nfe(self): return self.scalar.nfe
     @property
     def base(self): return self.scalar.base
+    def table(self) -> SpanTable: return self.scalar.table()
 
     def correction(self, k: int, X: list, V: list, table: SpanTable) -> Tensor:
         "The operator's term for new state k: h_k * s_k * R_phi(buffer)"
@@ -129,9 +130,9 @@ class SpanLift(LearnedSolver):
         return dict(self.scalar.config(), method=self.method, shape=list(self.shape), **self.hparams)
 
     @classmethod
-    def from_config(cls, c: dict):
+    def from_config(cls, c: dict, path: GaussianPath | None = None):
         from spanlift_nb.core import _path_from_config
-        return cls(c['base'], c['nfe'], _path_from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
+        return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
                    c['width'], c['blocks'], c['history'], c['denoised'], c['arch'])
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d

@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, ModelOutput, as_backbone, conditioned_view, get_device, weights_hash, save_tensors, load_tensors,
+from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, get_device, weights_hash, save_tensors, load_tensors,
                               write_json, in_test)
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
@@ -88,11 +88,14 @@ def register_solver(cls: type) -> type:
 
 register_solver(ScalarSolver); register_solver(SpanLift)
 
-def build_solver(config: dict) -> LearnedSolver:
+def build_solver(config: dict, # a solver's `config()`
+                 path: GaussianPath | None = None) -> LearnedSolver: # the backbone's path: it carries what a config cannot (a discrete VP schedule)
     "Rebuild a learned solver from its `config()`"
     m = config.get('method')
     if m not in SOLVER_CLASSES: raise ValueError(f"Unknown learned-solver method {m!r}; valid: {', '.join(SOLVER_CLASSES)}")
-    return SOLVER_CLASSES[m].from_config(config)
+    if path is not None and path.config() != config['path']:
+        raise ValueError(f"this solver was trained on the path {config['path']}, not on {path.config()}")
+    return SOLVER_CLASSES[m].from_config(config, path)
 
 # %% ../nbs/07_train.ipynb #06c34a7a
 def _flat_opt(opt) -> dict:
@@ -151,7 +154,7 @@ def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', *
     "Rebuild a trained solver from a checkpoint (its best, EMA or raw weights), after checking it fits (`expect`: nfe, base, shape, guidance)"
     t, meta = read_checkpoint(path)
     check_compatible(meta, backbone, path=path, **expect)
-    solver = build_solver(meta['solver'])
+    solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
     solver.load_state_dict(sd)
     solver.guidance = meta.get('guidance')            # the scale it was trained at: run_method refuses another
