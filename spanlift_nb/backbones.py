@@ -6,28 +6,17 @@ Docs: https://spanlift.github.io/spanlift-nb/backbones.html.md"""
 
 # %% ../nbs/02_backbones.ipynb #3b276303
 from __future__ import annotations
-import copy, math, time, json
+import copy, math, time
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (GaussianPath, Backbone, as_backbone, register_arch, save_backbone, load_backbone,
-                              load_checkpoint_backbone, weights_hash, file_sha256, get_device, test_or, WEIGHTS_DIR, ARCHS)
+from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, timestep_embedding, get_device, ARCHS)
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SHIPPED', 'timestep_embedding', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond',
-           'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'EMA',
-           'fit_backbone', 'save_fitted', 'make_shipped']
-
-# %% ../nbs/02_backbones.ipynb #ad6ee440
-def timestep_embedding(t: Tensor, # times, shape (N,)
-                       dim: int, # embedding width (even)
-                       max_period: float = 10000.0): # the lowest frequency is 1/max_period
-    "Sinusoidal features of shape (N, dim) for a vector of (scaled) times"
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    a = t.float()[:, None] * freqs[None]
-    return torch.cat([a.cos(), a.sin()], dim=1)
+__all__ = ['OBJECTIVES', 'SHIPPED', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond', 'build_unet', 'build_unet_edm',
+           'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'EMA', 'fit_backbone',
+           'backbone_recipe']
 
 # %% ../nbs/02_backbones.ipynb #7257614c
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
@@ -136,22 +125,26 @@ class MLP(nn.Module):
 
 # %% ../nbs/02_backbones.ipynb #88f71fad
 class EDMPrecond(nn.Module):
-    "Karras et al.'s preconditioning: wraps a raw network `F(x, c_noise)` into a denoiser `D(x, sigma)`"
+    "Karras et al.'s preconditioning: wraps a raw network `F(x, c_noise, **cond)` into a denoiser `D(x, sigma)`"
     def __init__(self, net: nn.Module, # the raw network F
-                 sigma_data: float = 0.5): # the standard deviation of the data
+                 sigma_data: float = 0.5, # the standard deviation of the data
+                 prediction: str = 'epsilon'): # diffusers' name: 'epsilon' (EDM's F) or 'v_prediction' (c_out negated)
         super().__init__()
-        self.net, self.sigma_data = net, sigma_data
+        if prediction not in ('epsilon', 'v_prediction'): raise ValueError(f"EDMPrecond: unknown prediction {prediction!r}; valid: epsilon, v_prediction")
+        self.net, self.sigma_data, self.prediction = net, float(sigma_data), prediction
 
     def coefs(self, sigma: Tensor):
         "c_skip, c_out, c_in, c_noise at noise levels `sigma`"
         sd2, s2 = self.sigma_data ** 2, sigma ** 2
-        return sd2 / (s2 + sd2), sigma * self.sigma_data / (s2 + sd2).sqrt(), 1 / (s2 + sd2).sqrt(), sigma.clamp_min(1e-20).log() / 4
+        c_out = sigma * self.sigma_data / (s2 + sd2).sqrt() * (-1 if self.prediction == 'v_prediction' else 1)
+        return sd2 / (s2 + sd2), c_out, 1 / (s2 + sd2).sqrt(), sigma.clamp_min(1e-20).log() / 4
 
-    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         sigma = sigma.to(x.dtype).reshape(-1).expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = self.coefs(sigma)
-        b = lambda c: c.view(-1, *([1] * (x.ndim - 1)))
-        return b(c_skip) * x + b(c_out) * self.net(b(c_in) * x, c_noise)
+        return append_dims(c_skip, x) * x + append_dims(c_out, x) * self.net(append_dims(c_in, x) * x, c_noise, **cond)
+
+    def extra_repr(self): return f"sigma_data={self.sigma_data}, prediction={self.prediction!r}"
 
 # %% ../nbs/02_backbones.ipynb #8e5fa749
 @register_arch('unet')
@@ -186,7 +179,7 @@ def flow_loss(net: nn.Module, # velocity network v(x, t)
     "Flow-matching loss: regress v(x_t, t) on eps - x0 along x_t = (1-t) x0 + t eps"
     t = torch.rand(len(x0), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
-    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    tb = append_dims(t, x0)
     return (net((1 - tb) * x0 + tb * eps, t) - (eps - x0)).pow(2).mean()
 
 def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
@@ -197,7 +190,7 @@ def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
     "EDM loss: weighted denoising error at log-normally drawn noise levels"
     sigma = (torch.randn(len(x0), device=x0.device, generator=g) * P_std + P_mean).exp()
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
-    sb = sigma.view(-1, *([1] * (x0.ndim - 1)))
+    sb = append_dims(sigma, x0)
     w = (sb**2 + sigma_data**2) / (sb * sigma_data)**2
     return (w * (net(x0 + sb * eps, sigma) - x0).pow(2)).mean()
 
@@ -285,12 +278,6 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
     bb.train_losses = losses
     return bb.requires_grad_(False)
 
-def save_fitted(backbone: Backbone, # a backbone from `fit_backbone`
-                path, # where to write (the .safetensors suffix is added)
-                **meta): # extra metadata (data set, command, ...)
-    "Save a trained backbone with `core.save_backbone`, recording its weights hash; returns the path"
-    return save_backbone(backbone, path, backbone.meta['arch'], backbone.meta['arch_kwargs'],
-                         weights_hash=weights_hash(backbone), **meta)
 
 # %% ../nbs/02_backbones.ipynb #8d1fe576
 SHIPPED = {
@@ -302,24 +289,16 @@ SHIPPED = {
                          ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2)),
 }
 
-def make_shipped(name: str, # a key of SHIPPED
-                 out_dir=None, # default: the package's weights folder
-                 device=None, # default: `get_device()`
-                 progress: bool = True, # show a progress bar
-                 **overrides) -> Path: # change a recipe entry (e.g. steps=10 for a smoke test)
-    "Train a shipped backbone from its recorded recipe and save it; returns the .safetensors path"
-    if name not in SHIPPED: raise ValueError(f"Unknown shipped backbone {name!r}; valid: {', '.join(SHIPPED)}")
+@recipe(SHIPPED)
+def backbone_recipe(name: str, # a key of SHIPPED
+                    r: dict, # its settings, with any overrides
+                    out: Path, # the folder it is written to (by `zoo.make`)
+                    device=None, # default: `get_device()`
+                    progress: bool = True) -> tuple: # show a progress bar
+    "Train a shipped backbone from its recipe; returns it and what `zoo.save` records"
     from spanlift_nb.data import load_dataset
-    r = dict(SHIPPED[name], **overrides)
     data = load_dataset(r['data'], split=r['split'])
-    threads = torch.get_num_threads()
-    if r.get('threads'): torch.set_num_threads(r['threads'])      # the thread count is part of the recipe: CPU sums depend on it
-    try:
-        bb = fit_backbone(data, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
-                          device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
-        used = torch.get_num_threads()
-    finally: torch.set_num_threads(threads)
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    return save_fitted(bb, out/name, name=name, data=r['data'], split=r['split'], n_train=len(data),
-                       value_range='[-1, 1]', threads=used, device=str(get_device(device)),
-                       command=f'python -c "from spanlift_nb.backbones import make_shipped; make_shipped({name!r})"')
+    bb = fit_backbone(data, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
+                      device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
+    return bb, dict(arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data=r['data'], split=r['split'],
+                    n_train=len(data), value_range='[-1, 1]')

@@ -6,20 +6,19 @@ Docs: https://spanlift.github.io/spanlift-nb/tutorials/nowcasting.html.md"""
 
 # %% ../nbs/tutorials/nowcasting.ipynb #bb07a641
 from __future__ import annotations
-import json, time
+import time
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (GaussianPath, Backbone, register_arch, save_tensors, write_json, file_sha256,
-                              load_checkpoint_backbone, weights_hash, get_device, WEIGHTS_DIR)
+from .core import GaussianPath, Backbone, register_arch, recipe, append_dims, get_device
 from .backbones import UNet, EMA, _lr_at
 
 # %% auto #0
 __all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet', 'nowcast_backbone',
-           'denoiser_loss', 'fit_nowcast', 'save_nowcast', 'load_nowcast', 'make_nowcast_shipped', 'csi',
-           'crps_ensemble', 'score_nowcast', 'nowcast_metrics', 'nowcast_markdown', 'load_sevir']
+           'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble', 'score_nowcast', 'nowcast_metrics',
+           'nowcast_markdown', 'load_sevir']
 
 # %% ../nbs/tutorials/nowcasting.ipynb #731f8084
 def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float, birth: float, speed, life, radius, peak):
@@ -107,7 +106,7 @@ def denoiser_loss(net, # a denoiser D(x_t, t, **cond)
     "Denoising loss on the flow path x_t = (1-t) x0 + t eps, weighted by 1 + min(SNR_t, snr_cap)"
     t = torch.rand(len(x0), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
-    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    tb = append_dims(t, x0)
     w = 1 + ((1 - tb) / tb).pow(2).clamp(max=snr_cap)
     return (w * (net((1 - tb) * x0 + tb * eps, t, **cond) - x0).pow(2)).mean()
 
@@ -156,42 +155,17 @@ NOWCAST_SHIPPED = {
                          threads=1, arch_kwargs=dict(base=24, mults=(1, 2), blocks=1, mid_attn=True, patch=4)),
 }
 
-def save_nowcast(bb: Backbone, path, **meta) -> Path:
-    "Save a nowcasting backbone as safetensors + JSON with `role: 'nowcast'`, atomically; returns the .safetensors path"
-    path = Path(path).with_suffix('.safetensors')
-    save_tensors(path, bb.net.state_dict())
-    info = dict(bb.meta, **meta, arch='nowcast-unet', arch_kwargs=bb.net.config, prediction=bb.prediction, path=bb.path.config(),
-                weights_hash=weights_hash(bb), role='nowcast', sha256=file_sha256(path))
-    write_json(path.with_suffix('.json'), info)
-    return path
-
-def load_nowcast(spec='rain-nowcast', device=None) -> Backbone:
-    "Load a nowcasting backbone (a shipped name or a .safetensors path), role and hash checked"
-    p = Path(spec)
-    path = WEIGHTS_DIR / f'{spec}.safetensors' if p.suffix != '.safetensors' and not p.exists() else p.with_suffix('.safetensors')
-    if not path.with_suffix('.json').exists():
-        raise FileNotFoundError(f"No nowcasting model {spec!r}: {path.with_suffix('.json')} is missing")
-    role = json.loads(path.with_suffix('.json').read_text()).get('role')
-    if role != 'nowcast': raise ValueError(f"{path.with_suffix('.json')} does not describe a nowcasting model (role={role!r})")
-    bb = load_checkpoint_backbone(path)
-    return bb.to(get_device(device)) if device is not None else bb
-
-def make_nowcast_shipped(name: str = 'rain-nowcast', out_dir=None, device=None, progress: bool = True, **overrides) -> Path:
-    "Train the shipped nowcasting backbone from its recorded recipe and save it; returns the .safetensors path"
-    if name not in NOWCAST_SHIPPED: raise ValueError(f"Unknown nowcasting model {name!r}; valid: {', '.join(NOWCAST_SHIPPED)}")
-    r = dict(NOWCAST_SHIPPED[name], **overrides)
+@recipe(NOWCAST_SHIPPED)
+def nowcast_recipe(name: str, # a key of NOWCAST_SHIPPED
+                   r: dict, # its settings, with any overrides
+                   out: Path, # the folder `zoo.make` writes to
+                   device=None, progress: bool = True) -> tuple:
+    "Train the shipped nowcasting backbone from its recipe; returns it and what `zoo.save` records"
     past, future = nowcast_data(r['n_train'], r['n_past'], r['n_future'], seed=r['data_seed'], size=r['size'])
-    threads = torch.get_num_threads()
-    if r.get('threads'): torch.set_num_threads(r['threads'])      # the thread count is part of the recipe: CPU sums depend on it
-    try:
-        bb = fit_nowcast(past, future, steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'], arch_kwargs=r['arch_kwargs'],
-                         snr_cap=r['snr_cap'], ema=r['ema'], device=device, progress=progress)
-        used = torch.get_num_threads()
-    finally: torch.set_num_threads(threads)
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    return save_nowcast(bb, out / name, name=name, data='rain-cells', n_train=r['n_train'], data_seed=r['data_seed'], threads=used,
-                        device=str(get_device(device)), value_range='[-1, 1] = VIL / 127.5 - 1', condition=['past'],
-                        command=f'python -c "from spanlift_nb.nowcast import make_nowcast_shipped; make_nowcast_shipped({name!r})"')
+    bb = fit_nowcast(past, future, steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'], arch_kwargs=r['arch_kwargs'],
+                     snr_cap=r['snr_cap'], ema=r['ema'], device=device, progress=progress)
+    return bb, dict(arch='nowcast-unet', arch_kwargs=bb.net.config, role='nowcast', data='rain-cells', n_train=r['n_train'],
+                    data_seed=r['data_seed'], value_range='[-1, 1] = VIL / 127.5 - 1', condition=['past'])
 
 # %% ../nbs/tutorials/nowcasting.ipynb #5164ec35
 THRESHOLDS = (16, 74, 133, 181)   # VIL thresholds for CSI (SEVIR uses 16, 74, 133, 160, 181, 219)
