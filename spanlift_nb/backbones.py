@@ -15,8 +15,8 @@ from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, ti
 
 # %% auto #0
 __all__ = ['OBJECTIVES', 'SHIPPED', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond', 'build_unet', 'build_unet_edm',
-           'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'EMA', 'fit_backbone',
-           'backbone_recipe']
+           'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'warmup_cosine', 'WarmupCosine', 'EMA',
+           'random_batches', 'fit_network', 'fit_backbone', 'backbone_recipe']
 
 # %% ../nbs/02_backbones.ipynb #7257614c
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
@@ -194,9 +194,27 @@ def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
     w = (sb**2 + sigma_data**2) / (sb * sigma_data)**2
     return (w * (net(x0 + sb * eps, sigma) - x0).pow(2)).mean()
 
-# %% ../nbs/02_backbones.ipynb #2de26089
-OBJECTIVES = ('flow', 'edm')
+# %% ../nbs/02_backbones.ipynb #db8b17bd
+def warmup_cosine(step: int, # the optimiser step, from 0
+                  steps: int, # total steps K
+                  warmup: int = 100, # linear warm-up steps W
+                  floor: float = 0.1, # the decay ends at floor × peak
+                  peak: float = 1.0) -> float: # the learning rate after warm-up (1: the factor)
+    "Learning rate at `step`: a linear warm-up to `peak`, then a cosine decay to `floor * peak` at `steps`"
+    if step < warmup: return peak * (step + 1) / warmup
+    u = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * u)))
 
+class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
+    "`warmup_cosine` as a PyTorch scheduler; each parameter group's learning rate is its peak"
+    def __init__(self, opt: torch.optim.Optimizer, steps: int, warmup: int = 100, floor: float = 0.1):
+        self.steps, self.warmup, self.floor = steps, warmup, floor
+        super().__init__(opt)
+
+    def get_lr(self) -> list:
+        return [warmup_cosine(self.last_epoch, self.steps, self.warmup, self.floor, base) for base in self.base_lrs]
+
+# %% ../nbs/02_backbones.ipynb #473f69c2
 class EMA:
     "An exponential moving average of a module's weights, with the usual warm-up of the decay"
     def __init__(self, net: nn.Module, decay: float = 0.999):
@@ -210,16 +228,78 @@ class EMA:
         for a, p in zip(self.avg.parameters(), net.parameters()): a.lerp_(p.detach(), 1 - d)
         for a, b in zip(self.avg.buffers(), net.buffers()): a.copy_(b)
 
+# %% ../nbs/02_backbones.ipynb #e1f12d11
+def random_batches(*tensors: Tensor, # tensors with the same number of rows
+                   batch: int, # rows per batch
+                   generator: torch.Generator): # draws the rows; the indices are made on its device
+    "Endless batches of rows drawn with replacement, the same rows of every tensor (a tuple when there are several)"
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"random_batches needs tensors with the same number of rows, got {[len(t) for t in tensors]}")
+    def draw():
+        while True:
+            i = torch.randint(n, (batch,), device=generator.device, generator=generator)
+            yield tensors[0][i] if len(tensors) == 1 else tuple(t[i] for t in tensors)
+    return draw()
+
+# %% ../nbs/02_backbones.ipynb #976758a8
+def fit_network(build, # a function returning the untrained network; it runs under `seed`
+                loss_fn, # loss_fn(net, batch): the scalar loss of one batch
+                batches, # an iterable with a batch for every step, e.g. `random_batches`
+                steps: int, # optimiser steps
+                lr: float = 1e-3, # peak learning rate
+                warmup: int = 100, # warm-up steps of the default schedule
+                weight_decay: float = 0.01, # AdamW weight decay
+                ema: float | None = 0.999, # EMA decay; None: return the trained weights themselves
+                clip: float | None = 1.0, # clip the gradient norm to this; None: no clipping
+                schedule=None, # opt -> a PyTorch scheduler stepped after every step; default `WarmupCosine(opt, steps, warmup)`
+                seed: int = 0, # seeds the initialisation; the global random state is left as it was
+                device=None, # default: `get_device()`
+                progress: bool = True) -> tuple: # show a progress bar with the running loss
+    "Train the network `build()` with AdamW, a learning-rate schedule and an EMA; returns (EMA network in eval mode, losses)"
+    steps, dev = int(steps), get_device(device)
+    if steps < 1: raise ValueError(f"steps must be positive, got {steps}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build().to(dev)
+    avg = EMA(net, ema) if ema is not None else None
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = schedule(opt) if schedule is not None else WarmupCosine(opt, steps, warmup)
+    from fastprogress.fastprogress import progress_bar
+    bar = progress_bar(range(steps), leave=False) if progress else range(steps)
+    it, losses = iter(batches), []
+    net.train()
+    for k in bar:
+        b = next(it, None)
+        if b is None: raise ValueError(f"batches ran out after {k} steps; fit_network needs one for each of {steps} steps")
+        loss = loss_fn(net, b)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        if clip is not None: nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step(); sched.step()
+        if avg is not None: avg.update(net)
+        losses.append(loss.item())
+        if progress and k % 50 == 0: bar.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
+    return (avg.avg if avg is not None else net.eval()), losses
+
+# %% ../nbs/02_backbones.ipynb #22acaa18
+OBJECTIVES = ('flow', 'edm')
+
 def _default_arch_kwargs(arch: str, data: Tensor) -> dict:
     if arch == 'unet': return dict(in_ch=data.shape[1])
     return dict(dim=math.prod(data.shape[1:]))
 
-def _lr_at(k: int, steps: int, lr: float, warmup: int) -> float:
-    "Linear warm-up, then cosine decay to lr/10"
-    if k < warmup: return lr * (k + 1) / warmup
-    u = (k - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * u)))
+def _check_fit(data, kind: str, arch: str, steps: int, batch: int):
+    "A one-line error for each way `fit_backbone`'s arguments can be wrong"
+    if kind not in OBJECTIVES: raise ValueError(f"Unknown training kind {kind!r}; valid: {', '.join(OBJECTIVES)}")
+    if arch not in ('unet', 'mlp'): raise ValueError(f"Unknown arch {arch!r}; valid: unet, mlp")
+    if not torch.is_tensor(data) or not data.is_floating_point():
+        raise TypeError(f"data must be a floating-point tensor (see spanlift_nb.data.load_dataset), got {type(data).__name__} {getattr(data, 'dtype', '')}")
+    if arch == 'unet' and data.ndim != 4: raise ValueError(f"arch='unet' needs images N×C×H×W, got data of shape {tuple(data.shape)}; use arch='mlp' for vectors")
+    if len(data) == 0 or data.ndim < 2: raise ValueError(f"data must be a non-empty batch N×..., got shape {tuple(data.shape)}")
+    if not torch.isfinite(data).all(): raise ValueError("data contains NaN or infinite values")
+    if int(steps) < 1 or int(batch) < 1: raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
 
+# %% ../nbs/02_backbones.ipynb #2de26089
 def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×D, in the scale the model should learn
                  kind: str = 'flow', # 'flow' (velocity, t=1 noise) or 'edm' (denoiser, t = sigma)
                  arch: str = 'unet', # 'unet' or 'mlp'
@@ -235,49 +315,20 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
                  progress: bool = True, # show a progress bar
                 ) -> Backbone:
     "Train a network by flow matching or as an EDM denoiser; returns its EMA weights as a `Backbone`"
-    if kind not in OBJECTIVES: raise ValueError(f"Unknown training kind {kind!r}; valid: {', '.join(OBJECTIVES)}")
-    if arch not in ('unet', 'mlp'): raise ValueError(f"Unknown arch {arch!r}; valid: unet, mlp")
-    if not torch.is_tensor(data) or not data.is_floating_point():
-        raise TypeError(f"data must be a floating-point tensor (see spanlift_nb.data.load_dataset), got {type(data).__name__} {getattr(data, 'dtype', '')}")
-    if arch == 'unet' and data.ndim != 4: raise ValueError(f"arch='unet' needs images N×C×H×W, got data of shape {tuple(data.shape)}; use arch='mlp' for vectors")
-    if len(data) == 0 or data.ndim < 2: raise ValueError(f"data must be a non-empty batch N×..., got shape {tuple(data.shape)}")
-    if not torch.isfinite(data).all(): raise ValueError("data contains NaN or infinite values")
-    if int(steps) < 1 or int(batch) < 1: raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
-    dev = get_device(device)
-    kw = dict(_default_arch_kwargs(arch, data), **(arch_kwargs or {}))
-    name = arch if kind == 'flow' else f'{arch}-edm'
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = ARCHS[name](**kw).to(dev)
-    kw = arch_config(net)
-    avg = EMA(net, ema)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    data = data.to(dev)
-    loss_fn = flow_loss if kind == 'flow' else edm_loss
-    from fastprogress.fastprogress import progress_bar
-    it = progress_bar(range(int(steps)), leave=False) if progress else range(int(steps))
-    losses, t0 = [], time.time()
-    net.train()
-    for k in it:
-        for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        x0 = data[torch.randint(len(data), (batch,), device=dev, generator=g)]
-        loss = loss_fn(net, x0, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); avg.update(net)
-        losses.append(loss.item())
-        if progress and k % 50 == 0: it.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
+    _check_fit(data, kind, arch, steps, batch)
+    dev, kw = get_device(device), dict(_default_arch_kwargs(arch, data), **(arch_kwargs or {}))
+    name, objective = (arch, flow_loss) if kind == 'flow' else (f'{arch}-edm', edm_loss)
+    g, data, t0 = torch.Generator(device=dev).manual_seed(seed), data.to(dev), time.time()
+    net, losses = fit_network(lambda: ARCHS[name](**kw), lambda net, x0: objective(net, x0, g), random_batches(data, batch=int(batch), generator=g),
+                              steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
     conv = 't=1 noise, t=0 data; x_t = (1-t) x0 + t eps' if kind == 'flow' else 't = sigma: t=80 noise, t=0 data; x_t = x0 + t eps'
-    meta = dict(arch=name, arch_kwargs=kw, objective=kind, steps=int(steps), batch=int(batch), lr=lr, seed=seed, ema=ema,
+    meta = dict(arch=name, arch_kwargs=arch_config(net), objective=kind, steps=int(steps), batch=int(batch), lr=lr, seed=seed, ema=ema,
                 warmup=warmup, weight_decay=weight_decay, time_convention=conv, data_shape=list(data.shape[1:]),
                 n_params=sum(p.numel() for p in net.parameters()), train_seconds=round(time.time() - t0, 1),
                 final_loss=round(sum(losses[-100:]) / len(losses[-100:]), 5), torch=torch.__version__)
-    bb = as_backbone(avg.avg.cpu() if dev.type != 'cpu' else avg.avg, kind=kind, meta=meta)
+    bb = as_backbone(net.cpu(), kind=kind, meta=meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
-
 
 # %% ../nbs/02_backbones.ipynb #8d1fe576
 SHIPPED = {

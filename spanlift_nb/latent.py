@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .core import register_arch, recipe, get_device
-from .backbones import EMA, fit_backbone, _lr_at
+from .backbones import fit_backbone, fit_network, random_batches
 from .zoo import load
 
 # %% auto #0
@@ -78,30 +78,14 @@ def fit_autoencoder(data: Tensor, # training images N×C×28×28 in [-1, 1]
     "Train a `ConvAE` with a noisy-latent reconstruction loss; returns its EMA weights, latents standardised on `data`"
     if not torch.is_tensor(data) or data.ndim != 4 or tuple(data.shape[2:]) != (28, 28):
         raise ValueError(f"fit_autoencoder needs images N×C×28×28, got {tuple(getattr(data, 'shape', ()))}")
-    dev = get_device(device)
-    kw = dict(in_ch=data.shape[1], **(arch_kwargs or {}))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = ConvAE(**kw).to(dev)
-    avg = EMA(net, ema)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    g, g_idx = torch.Generator(device=dev).manual_seed(seed), torch.Generator().manual_seed(seed)
-    from fastprogress.fastprogress import progress_bar
-    it = progress_bar(range(int(steps)), leave=False) if progress else range(int(steps))
-    losses, t0 = [], time.time()
-    net.train()
-    for k in it:
-        for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        x = data[torch.randint(len(data), (batch,), generator=g_idx)].to(dev)
-        z = net.encode_raw(x)
+    dev, kw = get_device(device), dict(in_ch=data.shape[1], **(arch_kwargs or {}))
+    g, t0 = torch.Generator(device=dev).manual_seed(seed), time.time()
+    def loss_fn(net, x):
+        x = x.to(dev); z = net.encode_raw(x)
         rec = net.dec(z + latent_noise * torch.randn(z.shape, device=dev, generator=g))
-        loss = F.mse_loss(rec, x) + beta * z.pow(2).mean()
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); avg.update(net)
-        losses.append(loss.item())
-        if progress and k % 50 == 0: it.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
-    ae = avg.avg.eval()
+        return F.mse_loss(rec, x) + beta * z.pow(2).mean()
+    batches = random_batches(data, batch=batch, generator=torch.Generator().manual_seed(seed))
+    ae, losses = fit_network(lambda: ConvAE(**kw), loss_fn, batches, steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
     _standardise(ae, data)
     ae.meta = dict(arch='conv-ae', arch_kwargs=ae.config, steps=int(steps), batch=int(batch), lr=lr, latent_noise=latent_noise,
                    beta=beta, seed=seed, ema=ema, warmup=warmup, weight_decay=weight_decay, train_seconds=round(time.time() - t0, 1),

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .core import atomic_write, file_sha256, get_device, register_arch, recipe
 from .zoo import load, WEIGHTS_DIR
 from .data import load_dataset
+from .backbones import fit_network, random_batches
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'teacher_rmse', 'psnr', 'ClassifierCNN', 'accuracy',
@@ -96,20 +97,16 @@ def fit_classifier(x: Tensor, # training images N×C×H×W in [-1, 1]
                    lr: float = 4e-3, # peak learning rate of the one-cycle schedule
                    weight_decay: float = 1e-4, # AdamW weight decay
                    seed: int = 0, # seeds the initialisation and the batches
-                   device=None) -> ClassifierCNN: # default: `get_device()`
-    "Train a `ClassifierCNN` with AdamW and a one-cycle schedule; returns it in eval mode"
+                   device=None, # default: `get_device()`
+                   progress: bool = True) -> ClassifierCNN: # show a progress bar
+    "Train a `ClassifierCNN` with `backbones.fit_network`: AdamW and a one-cycle schedule, no EMA; returns it in eval mode"
     dev = get_device(device)
-    torch.manual_seed(seed)
-    net = ClassifierCNN(**arch_kwargs, n_classes=int(y.max()) + 1, in_channels=x.shape[1]).to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    g = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(steps):
-        i = torch.randint(len(x), (batch,), generator=g)
-        loss = F.cross_entropy(net(x[i].to(dev)), y[i].to(dev))
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-    return net.eval().requires_grad_(False)
+    build = lambda: ClassifierCNN(**arch_kwargs, n_classes=int(y.max()) + 1, in_channels=x.shape[1])
+    loss_fn = lambda net, b: F.cross_entropy(net(b[0].to(dev)), b[1].to(dev))
+    one_cycle = lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    net, _ = fit_network(build, loss_fn, random_batches(x, y, batch=batch, generator=torch.Generator().manual_seed(seed)), steps, lr,
+                         weight_decay=weight_decay, ema=None, clip=None, schedule=one_cycle, seed=seed, device=dev, progress=progress)
+    return net.requires_grad_(False)
 
 # %% ../nbs/08_metrics.ipynb #bd373841
 @recipe({f'clf-{k}': r for k, r in CLASSIFIERS.items()})

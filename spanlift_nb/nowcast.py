@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .core import GaussianPath, Backbone, register_arch, recipe, append_dims, get_device
-from .backbones import UNet, EMA, _lr_at
+from .backbones import UNet, fit_network, random_batches
 
 # %% auto #0
 __all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet', 'nowcast_backbone',
@@ -98,6 +98,7 @@ def nowcast_backbone(net: NowcastNet, meta: dict | None = None) -> Backbone:
     "A `Backbone` on the flow path (noise at t=1) over a `NowcastNet` denoiser; condition it with `with_condition(bb, past=...)`"
     return Backbone(net, GaussianPath('flow'), 'denoised', meta=dict(meta or {}, data_shape=[net.n_future, *(meta or {}).get('grid', [32, 32])]))
 
+# %% ../nbs/tutorials/nowcasting.ipynb #5172dfd0
 def denoiser_loss(net, # a denoiser D(x_t, t, **cond)
                   x0: Tensor, # a batch of data (the true next frames)
                   g: torch.Generator | None = None, # random generator (on x0's device)
@@ -120,32 +121,16 @@ def fit_nowcast(past: Tensor, # conditioning frames N×P×H×W in [-1, 1]
     "Train a `NowcastNet` denoiser on the flow path, conditioned on past frames; returns its EMA weights as a `Backbone`"
     if past.ndim != 4 or future.ndim != 4 or len(past) != len(future) or past.shape[2:] != future.shape[2:]:
         raise ValueError(f"past and future must be N×P×H×W and N×F×H×W with the same N, H, W; got {tuple(past.shape)} and {tuple(future.shape)}")
-    dev = get_device(device)
-    kw = dict(n_past=past.shape[1], n_future=future.shape[1], **(arch_kwargs or {}))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = NowcastNet(**kw).to(dev)
-    avg = EMA(net, ema)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    g, g_idx = torch.Generator(device=dev).manual_seed(seed), torch.Generator().manual_seed(seed)
-    from fastprogress.fastprogress import progress_bar
-    it = progress_bar(range(int(steps)), leave=False) if progress else range(int(steps))
-    losses, t0 = [], time.time()
-    net.train()
-    for k in it:
-        for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        i = torch.randint(len(past), (batch,), generator=g_idx)
-        loss = denoiser_loss(net, future[i].to(dev), g, snr_cap, past=past[i].to(dev))
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); avg.update(net)
-        losses.append(loss.item())
-        if progress and k % 50 == 0: it.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
-    meta = dict(arch='nowcast-unet', arch_kwargs=avg.avg.config, objective='denoiser, 1 + min(SNR, snr_cap) weights', snr_cap=snr_cap, steps=int(steps), batch=int(batch), lr=lr, seed=seed,
+    dev, kw = get_device(device), dict(n_past=past.shape[1], n_future=future.shape[1], **(arch_kwargs or {}))
+    g, t0 = torch.Generator(device=dev).manual_seed(seed), time.time()
+    batches = random_batches(future, past, batch=batch, generator=torch.Generator().manual_seed(seed))
+    loss_fn = lambda net, b: denoiser_loss(net, b[0].to(dev), g, snr_cap, past=b[1].to(dev))
+    net, losses = fit_network(lambda: NowcastNet(**kw), loss_fn, batches, steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
+    meta = dict(arch='nowcast-unet', arch_kwargs=net.config, objective='denoiser, 1 + min(SNR, snr_cap) weights', snr_cap=snr_cap, steps=int(steps), batch=int(batch), lr=lr, seed=seed,
                 ema=ema, warmup=warmup, weight_decay=weight_decay, grid=list(future.shape[2:]), n_past=past.shape[1], n_future=future.shape[1],
                 time_convention='t=1 noise, t=0 data; x_t = (1-t) x0 + t eps', n_params=sum(p.numel() for p in net.parameters()),
                 train_seconds=round(time.time() - t0, 1), final_loss=round(sum(losses[-100:]) / len(losses[-100:]), 5), torch=torch.__version__)
-    bb = nowcast_backbone(avg.avg.cpu().eval(), meta)
+    bb = nowcast_backbone(net.cpu().eval(), meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
 
