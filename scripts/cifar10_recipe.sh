@@ -87,7 +87,7 @@ echo "== 1/4 teacher pairs: $PAIRS + $VAL, dopri5 as the CLI uses it (DEFAULT_TE
 import os, time
 from spanlift_nb.core import load_backbone, sample_shape, get_device
 from spanlift_nb.teacher import teacher_pairs
-from spanlift_nb.evaluate import DEFAULT_TEACHER
+from spanlift_nb.teacher import DEFAULT_TEACHER
 e = os.environ
 dev = get_device()
 bb = load_backbone(e['BACKBONE'], device=dev)

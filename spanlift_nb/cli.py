@@ -12,9 +12,10 @@ import numpy as np
 import torch
 from fastcore.script import anno_parser
 from .core import load_backbone, sample_shape, get_device, atomic_write, write_json
+from .teacher import HELD_OUT_SEED
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'main']
+__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'main', 'export']
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
@@ -84,7 +85,7 @@ def fit_solver(backbone: str = None, # backbone SPEC
                val: int = 512, # held-out teacher pairs for validation and early stopping
                steps: int = 600, # optimiser steps
                batch: int = 128, # global batch
-               lr: float = None, # learning rate (default: 3e-3 spanlift, 1e-2 scalar)
+               lr: float = None, # learning rate (default: the method's, train.SOLVER_LR)
                width: int = 32, # SpanLift operator width
                blocks: int = 3, # SpanLift operator blocks
                seed: int = 0, # seed of the training pairs and batches
@@ -94,8 +95,8 @@ def fit_solver(backbone: str = None, # backbone SPEC
     from spanlift_nb.teacher import teacher_pairs
     from spanlift_nb.scalar import ScalarSolver
     from spanlift_nb.spanlift import SpanLift
-    from spanlift_nb.train import fit_solver as _fit, TrainConfig, init_distributed
-    from spanlift_nb.evaluate import DEFAULT_TEACHER
+    from spanlift_nb.train import fit_solver as _fit, TrainConfig, init_distributed, SOLVER_LR
+    from spanlift_nb.teacher import DEFAULT_TEACHER
     if method not in ('spanlift', 'scalar'): raise ValueError(f"Unknown method {method!r}; valid: spanlift, scalar")
     rank, world = init_distributed()                     # under torchrun: join first, so each rank picks its own GPU
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
@@ -104,7 +105,7 @@ def fit_solver(backbone: str = None, # backbone SPEC
     bb = _backbone(backbone, device); shape = sample_shape(bb)
     solver = SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks) if method == 'spanlift' else ScalarSolver(base, nfe, bb.path)
     tr, va = teacher_pairs(bb, pairs + val, seed=seed, shape=shape, device=device, **DEFAULT_TEACHER).split(val)
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr or (3e-3 if method == 'spanlift' else 1e-2), val_every=max(steps // 10, 1), seed=seed)
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr or SOLVER_LR[method], val_every=max(steps // 10, 1), seed=seed)
     r = _fit(solver, bb, tr, va, cfg, device=device, ckpt=out, resume=resume)
     return dict(out=str(out), method=method, base=base, nfe=nfe, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
 
@@ -148,12 +149,12 @@ def evaluate(backbone: str = None, # backbone SPEC
              base: str = None, # or a base solver by name (with --nfe)
              nfe: int = None, # the base solver's NFE
              n: int = 1000, # held-out samples
-             seed: int = 12345, # noise seed of the held-out teacher pairs (keep it apart from training seeds)
+             seed: int = HELD_OUT_SEED, # noise seed of the held-out teacher pairs (keep it apart from training seeds)
              device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
              json: bool = False): # print one JSON object
     "Score a solver against the teacher (RMSE, PSNR) and the data (classifier FID/KID), from held-out noise"
-    from spanlift_nb.teacher import teacher_pairs
-    from spanlift_nb.evaluate import run_method, score, dataset_of, DEFAULT_TEACHER
+    from spanlift_nb.teacher import teacher_pairs, DEFAULT_TEACHER
+    from spanlift_nb.evaluate import run_method, score, dataset_of
     bb = _backbone(backbone, device)
     kw, name = _method(bb, solver, base, nfe)
     test = teacher_pairs(bb, n, seed=seed, shape=sample_shape(bb), device=device, **DEFAULT_TEACHER)
@@ -162,7 +163,8 @@ def evaluate(backbone: str = None, # backbone SPEC
 
 # %% ../nbs/09_cli.ipynb #2a93de9e
 COMMANDS = {'demo': demo, 'fit-backbone': fit_backbone, 'fit-solver': fit_solver, 'sample': sample, 'eval': evaluate}
-USER_ERRORS = (ValueError, FileNotFoundError, KeyError, TypeError, FloatingPointError, ImportError)
+# bad input, a missing or unwritable file, a diverged run, a missing optional package: one line. Anything else is a bug: its traceback
+USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
 
 def _parser(name: str) -> argparse.ArgumentParser:
     p = anno_parser(COMMANDS[name], f'spanlift {name}')
@@ -201,3 +203,20 @@ def main(argv=None) -> int:
 
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:
     sys.exit(main())
+
+# %% ../nbs/09_cli.ipynb #18d1aafb
+def export(solver: str = None, # a trained solver checkpoint from fit-solver
+           backbone: str = None, # the diffusers model folder the solver was trained on
+           out: str = None, # the folder to write (scheduler_config.json + spanlift_solver.safetensors)
+           json: bool = False): # print a JSON summary
+    "Export a trained solver as a diffusers scheduler for the model folder it was trained on"
+    from spanlift_nb.scheduler import SpanLiftScheduler
+    sched = SpanLiftScheduler.from_solver(_need(solver, '--solver'), _need(backbone, '--backbone'))
+    sched.save_pretrained(_need(out, '--out'))
+    s = sched.config.solver; sched.set_timesteps(s['nfe'])
+    return dict(out=str(out), method=s['method'], base=s['base'], nfe=s['nfe'], prediction_type=sched.config.prediction_type,
+                timesteps=[round(float(t), 3) for t in sched.timesteps])
+
+COMMANDS['export'] = export
+EXAMPLES['export'] = ("  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift\n"
+                      "  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift --json")

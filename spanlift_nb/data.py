@@ -14,9 +14,9 @@ from torch import Tensor
 from .core import atomic_write
 
 # %% auto #0
-__all__ = ['DIGITS_SPLIT_SEED', 'FASHION_ROOT', 'FASHION_CLASSES', 'TOYS', 'IMAGE_DATASETS', 'images_from_array', 'load_npy',
-           'load_digits', 'read_idx', 'load_fashion_mnist', 'sample_toy', 'load_dataset', 'image_grid', 'show_images',
-           'save_image_grid', 'show_points']
+__all__ = ['DIGITS_SPLIT_SEED', 'FASHION_ROOT', 'FASHION_CLASSES', 'FASHION_FILES', 'TOYS', 'IMAGE_DATASETS', 'images_from_array',
+           'load_npy', 'load_digits', 'read_idx', 'load_fashion_mnist', 'fashion_installed', 'requires_fashion',
+           'sample_toy', 'load_dataset', 'image_grid', 'show_images', 'save_image_grid', 'show_points']
 
 # %% ../nbs/01_data.ipynb #874d6124
 def images_from_array(a, # images: N×H×W or N×C×H×W (C = 1 or 3), as a NumPy array or tensor
@@ -28,7 +28,7 @@ def images_from_array(a, # images: N×H×W or N×C×H×W (C = 1 or 3), as a NumP
     k = a.dtype.kind
     if k not in 'uif':
         what = dict(b='booleans', c='complex numbers', O='Python objects', U='strings', S='bytes', V='raw records', M='dates', m='time deltas').get(k, str(a.dtype))
-        raise TypeError(f"{name} has dtype {a.dtype} ({what}), which is not an image type: use uint8 (0..255) or float in [-1, 1]")
+        raise ValueError(f"{name} has dtype {a.dtype} ({what}), which is not an image type: use uint8 (0..255) or float in [-1, 1]")
     if a.ndim not in (3, 4):
         raise ValueError(f"{name} has shape {a.shape} (rank {a.ndim}); images must be N×H×W or N×C×H×W")
     if a.size == 0: raise ValueError(f"{name} is empty (shape {a.shape}); it needs at least one image")
@@ -41,7 +41,7 @@ def images_from_array(a, # images: N×H×W or N×C×H×W (C = 1 or 3), as a NumP
     if value_range is None:
         if a.dtype == np.uint8: value_range = (0, 255)
         elif k != 'f':
-            raise TypeError(f"{name} has integer dtype {a.dtype} with no known range: convert it to uint8, or pass value_range=(lo, hi), e.g. (0, {np.iinfo(a.dtype).max})")
+            raise ValueError(f"{name} has integer dtype {a.dtype} with no known range: convert it to uint8, or pass value_range=(lo, hi), e.g. (0, {np.iinfo(a.dtype).max})")
     lo_a, hi_a = float(a.min()), float(a.max())
     if value_range is None:
         if lo_a < -1 or hi_a > 1:
@@ -70,7 +70,7 @@ def load_npy(path, # a .npy file of images (see `images_from_array` for the rule
         raise ValueError(f"{path} is {what}: save a single array with np.save(path, images)")
     try: a = np.load(path, allow_pickle=False)
     except ValueError as e:
-        if 'allow_pickle' in str(e): raise TypeError(f"{path} holds Python objects (dtype=object), which is not an image type: save a uint8 or float array") from None
+        if 'allow_pickle' in str(e): raise ValueError(f"{path} holds Python objects (dtype=object), which is not an image type: save a uint8 or float array") from None
         raise ValueError(f"{path} is not a readable .npy file ({e})") from None
     return images_from_array(a, value_range, name=str(path))
 
@@ -149,6 +149,19 @@ def load_fashion_mnist(root=None, # folder with the IDX files; default: Debian's
     y = read_idx(pl)
     if y.shape != (len(x),): raise ValueError(f"{pl} holds {y.shape} labels for {len(x)} images in {p}")
     return x, torch.from_numpy(y.astype(np.int64))
+
+# %% ../nbs/01_data.ipynb #c8496e24
+FASHION_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+
+def fashion_installed(root=None) -> bool:
+    "True when the four Fashion-MNIST IDX files (gzipped or raw) are in `root` (default: FASHION_ROOT)"
+    root = Path(FASHION_ROOT if root is None else root)
+    return all((root/f'{s}.gz').exists() or (root/s).exists() for s in FASHION_FILES)
+
+def requires_fashion():
+    "Stop with a one-line error that names the install command when Fashion-MNIST is not installed"
+    if not fashion_installed():
+        raise FileNotFoundError(f"this needs Fashion-MNIST, which is not in {FASHION_ROOT}: apt-get install dataset-fashion-mnist")
 
 # %% ../nbs/01_data.ipynb #bda891ef
 TOYS = ('moons', '8gaussians', 'checkerboard')

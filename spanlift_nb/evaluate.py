@@ -12,16 +12,16 @@ import torch
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, as_backbone, load_backbone, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
-from .solvers import sample, get_solver, SOLVERS
-from .teacher import teacher_pairs, TeacherPairs
+from .solvers import sample, get_solver, SOLVERS, BASE_SOLVERS
+from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift, operator_cost
-from .train import fit_solver, TrainConfig
+from .train import fit_solver, TrainConfig, SOLVER_LR
 from .metrics import teacher_rmse, psnr, clf_fid_kid
 
 # %% auto #0
-__all__ = ['DEFAULT_TEACHER', 'DEMO_SIZES', 'dataset_of', 'run_method', 'score', 'pick_base', 'compare', 'results_markdown',
-           'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
+__all__ = ['DEMO_SIZES', 'dataset_of', 'run_method', 'score', 'pick_base', 'compare', 'results_markdown', 'plot_grids',
+           'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #b7c6b007
 def dataset_of(backbone) -> str | None:
@@ -55,8 +55,6 @@ def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool
     return r
 
 # %% ../nbs/08a_evaluate.ipynb #734d141c
-DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)
-
 def _pairs(bb, n, seed, shape, teacher, cache_dir, device, progress):
     return teacher_pairs(bb, n, seed=seed, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
 
@@ -79,7 +77,7 @@ def _fit_row(method, solver, bb, train, val, test, steps, batch, lr, seed, dev, 
     return row, fit.solver
 
 def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes) and the NFE budget
-            bases=('euler', 'heun', 'dpmpp_2m', 'ipndm'), # base solvers to report (on their default grids)
+            bases=BASE_SOLVERS, # base solvers to report (on their default grids)
             base: str = 'best', # the base the learned solvers build on ('best': lowest validation RMSE, grid tuned)
             spanlift_bases: int = 1, # fit SpanLift over this many bases (the best ones, distinct solvers)
             schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # grids tried when tuning the best base
@@ -88,13 +86,14 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
             spanlift_kw: dict | None = None, # operator settings (width, blocks, history, ...)
             transfer: bool = False, # also apply the first SpanLift operator over the second base
             teacher: dict | None = None, cache_dir=None, device=None, fid: bool = True, progress: bool = True,
-            seed: int = 0) -> dict:
+            seed: int = 0) -> dict: # seed of the training pairs and fits (the test pairs use HELD_OUT_SEED)
     "Fit and score base, learned-scalar and SpanLift solvers at one NFE from the same held-out noise"
+    if seed == HELD_OUT_SEED: raise ValueError(f"seed {seed} is HELD_OUT_SEED, the noise of the test pairs: train on another seed")
     bb = load_backbone(backbone); dev = get_device(device); bb.to(dev)
     shape, data, teacher = sample_shape(bb), dataset_of(bb), teacher or DEFAULT_TEACHER
     t0 = time.time()
     pairs = _pairs(bb, n_train + n_val, seed, shape, teacher, cache_dir, device, progress)
-    test = _pairs(bb, n_test, seed + 1, shape, teacher, cache_dir, device, progress)
+    test = _pairs(bb, n_test, HELD_OUT_SEED, shape, teacher, cache_dir, device, progress)
     t_pairs = time.time() - t0
     train, val = pairs.split(n_val)
     ranked = pick_base(bb, val, nfe, bases, schedules) if base == 'best' else [(base, None)]
@@ -108,11 +107,11 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
         xs, n = run_method(bb, test.noise, base=picks[0][0], nfe=nfe, schedule=picks[0][1], device=dev)
         rows.append(dict(method='base', base=picks[0][0], schedule=picks[0][1], tuned=True, nfe=n, **score(xs, test.target, data, fid, seed)))
     common = (bb, train, val, test)
-    row, solvers['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar, batch, 1e-2,
+    row, solvers['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar, batch, SOLVER_LR['scalar'],
                                       seed, dev, data, fid, progress)
     rows.append(row)
     for j, (b, sch) in enumerate(picks):
-        row, sl = _fit_row('spanlift', SpanLift(b, nfe, bb.path, shape, sch, **(spanlift_kw or {})), *common, steps_spanlift, batch, 3e-3,
+        row, sl = _fit_row('spanlift', SpanLift(b, nfe, bb.path, shape, sch, **(spanlift_kw or {})), *common, steps_spanlift, batch, SOLVER_LR['spanlift'],
                            seed, dev, data, fid, progress)
         rows.append(row); solvers['spanlift' if j == 0 else f'spanlift-{b}'] = sl
     if transfer and len(picks) > 1:
@@ -193,7 +192,7 @@ def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=
     if dataset not in ('digits', 'fashion'): raise ValueError(f"Unknown demo dataset {dataset!r}; valid: digits, fashion")
     out = Path(out); t0 = time.time()
     sizes = dict(DEMO_SIZES['quick' if quick else 'full'], **overrides)
-    bases = ('euler', 'heun', 'dpmpp_2m', 'ipndm')
+    bases = BASE_SOLVERS
     log(f"spanlift demo: {dataset}-flow at NFE {nfe} ({'quick' if quick else 'full'}), device {get_device(device)}")
     res = compare(f'{dataset}-flow', nfe, bases, 'best', cache_dir=cache_dir, device=device, progress=progress, **sizes)
     bb, test = res['backbone'], res['test']

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from .core import (Backbone, load_backbone, register_arch, save_tensors, load_tensors, write_json, file_sha256,
                               get_device, sample_shape, WEIGHTS_DIR, ARCHS)
 from .backbones import EMA, fit_backbone, save_fitted, _lr_at
+from .solvers import BASE_SOLVERS
 
 # %% auto #0
 __all__ = ['LATENT_SHIPPED', 'ConvAE', 'fit_autoencoder', 'save_autoencoder', 'load_autoencoder', 'encode', 'decode',
@@ -204,23 +205,23 @@ def latent_autoencoder(backbone) -> ConvAE:
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #bde7fc12
 def compare_latent(backbone, # a latent backbone (anything load_backbone takes) whose metadata names its autoencoder
-                   nfe: int = 3, bases=('euler', 'heun', 'dpmpp_2m', 'ipndm'), # the budget and the base solvers
+                   nfe: int = 3, bases=BASE_SOLVERS, # the budget and the base solvers
                    n_train: int = 4096, n_val: int = 512, n_test: int = 1000, # teacher pairs
                    steps_scalar: int = 300, steps_spanlift: int = 600, batch: int = 128, # training
                    spanlift_kw: dict | None = None, teacher: dict | None = None, dataset: str = 'fashion',
                    fid: bool = True, seed: int = 0, device=None, cache_dir=None, progress: bool = False) -> dict:
     "Base, learned-scalar and SpanLift solvers at `nfe` on a latent backbone, trained in latent space, scored after decoding"
-    from spanlift_nb.teacher import teacher_pairs
-    from spanlift_nb.evaluate import DEFAULT_TEACHER, run_method, score, pick_base
+    from spanlift_nb.teacher import teacher_pairs, DEFAULT_TEACHER, HELD_OUT_SEED
+    from spanlift_nb.evaluate import run_method, score, pick_base
     from spanlift_nb.scalar import ScalarSolver
     from spanlift_nb.spanlift import SpanLift
-    from spanlift_nb.train import fit_solver, TrainConfig
+    from spanlift_nb.train import fit_solver, TrainConfig, SOLVER_LR
     from spanlift_nb.metrics import teacher_rmse
     bb, dev = load_backbone(backbone), get_device(device)
     ae, shape, teacher = latent_autoencoder(bb).to(dev), sample_shape(bb), teacher or DEFAULT_TEACHER
     t0 = time.time()
     pairs = teacher_pairs(bb, n_train + n_val, seed=seed, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
-    test = teacher_pairs(bb, n_test, seed=seed + 1, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
+    test = teacher_pairs(bb, n_test, seed=HELD_OUT_SEED, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
     t_pairs, (train, val) = time.time() - t0, pairs.split(n_val)
     ref = decode(test.target, ae)
     rows, samples = [], {}
@@ -235,8 +236,8 @@ def compare_latent(backbone, # a latent backbone (anything load_backbone takes) 
     base = pick_base(bb, val, nfe, bases)[0][0]         # chosen on validation pairs, never on the test ones
     cfg = lambda steps, lr: TrainConfig(steps=steps, batch=batch, lr=lr, warmup=min(50, max(steps // 10, 1)), val_every=max(steps // 10, 1), seed=seed)
     solvers = {}
-    for method, solver, steps, lr in (('scalar', ScalarSolver(base, nfe, bb.path), steps_scalar, 1e-2),
-                                      ('spanlift', SpanLift(base, nfe, bb.path, shape, **(spanlift_kw or {})), steps_spanlift, 3e-3)):
+    for method, solver, steps, lr in (('scalar', ScalarSolver(base, nfe, bb.path), steps_scalar, SOLVER_LR['scalar']),
+                                      ('spanlift', SpanLift(base, nfe, bb.path, shape, **(spanlift_kw or {})), steps_spanlift, SOLVER_LR['spanlift'])):
         torch.manual_seed(seed)
         fit = fit_solver(solver, bb, train, val, cfg(steps, lr), device=dev, progress=progress)
         z, n = run_method(bb, test.noise, solver=fit.solver, device=dev)

@@ -17,13 +17,13 @@ from .core import (GaussianPath, Backbone, register_arch, save_tensors, load_ten
                               load_checkpoint_backbone, weights_hash, get_device, count_nfe, WEIGHTS_DIR)
 from .backbones import UNet, EMA, _lr_at
 from .adapters import with_condition
-from .solvers import start_noise
-from .teacher import teacher_solve, default_cache_dir
+from .solvers import start_noise, BASE_SOLVERS
+from .teacher import teacher_solve, default_cache_dir, DEFAULT_TEACHER, HELD_OUT_SEED
 
 # %% auto #0
-__all__ = ['NOWCAST_SHIPPED', 'EVAL_SEED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet',
-           'nowcast_backbone', 'denoiser_loss', 'fit_nowcast', 'save_nowcast', 'load_nowcast', 'make_nowcast_shipped',
-           'NowcastPairs', 'nowcast_pairs', 'forecast', 'csi', 'crps_ensemble', 'fit_nowcast_solver', 'score_nowcast',
+__all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet', 'nowcast_backbone',
+           'denoiser_loss', 'fit_nowcast', 'save_nowcast', 'load_nowcast', 'make_nowcast_shipped', 'NowcastPairs',
+           'nowcast_pairs', 'forecast', 'csi', 'crps_ensemble', 'fit_nowcast_solver', 'score_nowcast',
            'compare_nowcast', 'nowcast_markdown', 'load_sevir']
 
 # %% ../nbs/tutorials/nowcasting.ipynb #731f8084
@@ -160,7 +160,6 @@ NOWCAST_SHIPPED = {
     'rain-nowcast': dict(n_train=20000, data_seed=0, n_past=4, n_future=2, size=32, seed=0, steps=6000, batch=64, lr=2e-3, snr_cap=5.0, ema=0.999,
                          threads=1, arch_kwargs=dict(base=24, mults=(1, 2), blocks=1, mid_attn=True, patch=4)),
 }
-EVAL_SEED = 1   # synthetic sequences of data seed 1 are held out: the shipped model trains on data seed 0
 
 def save_nowcast(bb: Backbone, path, **meta) -> Path:
     "Save a nowcasting backbone as safetensors + JSON with `role: 'nowcast'`, atomically; returns the .safetensors path"
@@ -225,7 +224,8 @@ def nowcast_pairs(bb: Backbone, # a nowcasting backbone
                   truth: Tensor, # N×F×H×W true future frames (kept for the metrics)
                   members: int = 1, # noise draws per sequence
                   seed: int = 0, # noise seed
-                  method: str = 'dopri5', rtol: float = 1e-4, atol: float = 1e-4, steps: int = 128, # the teacher
+                  method: str = DEFAULT_TEACHER['method'], rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'],
+                  steps: int = 128, # the teacher
                   batch: int = 256, cache_dir=None, device=None) -> NowcastPairs:
     "Teacher forecasts of `members` noise draws per past sequence, cached on disk"
     dev, shape = get_device(device), tuple(truth.shape[1:])
@@ -349,24 +349,24 @@ def score_nowcast(x: Tensor, pairs: NowcastPairs, thresholds=THRESHOLDS) -> dict
                 **{f'csi_{t}': c for t, c in csi(ens, obs, thresholds, ensemble=True).items()})
 
 def compare_nowcast(bb: Backbone, # a nowcasting backbone
-                    nfe: int = 3, bases=('euler', 'heun', 'dpmpp_2m', 'ipndm'),
+                    nfe: int = 3, bases=BASE_SOLVERS,
                     n_train: int = 1024, n_val: int = 128, n_test: int = 256, # past sequences (held-out data seed for all)
                     members: int = 4, test_members: int = 8, # noise draws per sequence: training, and the scored ensembles
                     steps_scalar: int = 200, steps_spanlift: int = 400, batch: int = 64,
                     spanlift_kw: dict | None = None, teacher: dict | None = None, seed: int = 0,
-                    data_seed: int = EVAL_SEED, device=None, cache_dir=None, progress: bool = False) -> dict:
+                    data_seed: int = HELD_OUT_SEED, device=None, cache_dir=None, progress: bool = False) -> dict:
     "Base, learned-scalar and SpanLift solvers, the teacher and persistence on held-out synthetic sequences, as ensembles"
-    from spanlift_nb.evaluate import DEFAULT_TEACHER, pick_base
+    from spanlift_nb.evaluate import pick_base
     from spanlift_nb.scalar import ScalarSolver
     from spanlift_nb.spanlift import SpanLift
-    from spanlift_nb.train import TrainConfig
+    from spanlift_nb.train import TrainConfig, SOLVER_LR
     from spanlift_nb.metrics import teacher_rmse
     teacher, dev, shape = teacher or DEFAULT_TEACHER, get_device(device), tuple(bb.meta['data_shape'])
     n_past, n_fut = bb.net.n_past, bb.net.n_future
     past, fut = nowcast_data(n_train + n_val + n_test, n_past, n_fut, seed=data_seed)
     t0 = time.time()
     pairs = nowcast_pairs(bb, past[:n_train + n_val], fut[:n_train + n_val], members, seed, cache_dir=cache_dir, device=device, **teacher)
-    test = nowcast_pairs(bb, past[n_train + n_val:], fut[n_train + n_val:], test_members, seed + 1, cache_dir=cache_dir, device=device, **teacher)
+    test = nowcast_pairs(bb, past[n_train + n_val:], fut[n_train + n_val:], test_members, HELD_OUT_SEED, cache_dir=cache_dir, device=device, **teacher)
     t_pairs, (train, val) = time.time() - t0, pairs.split(n_val)
     rows, samples = [], {}
     def add(method, base, x, n, **extra):
@@ -384,8 +384,8 @@ def compare_nowcast(bb: Backbone, # a nowcasting backbone
     base = min(errs, key=errs.get)
     cfg = lambda steps, lr: TrainConfig(steps=steps, batch=batch, lr=lr, warmup=min(50, max(steps // 10, 1)), val_every=max(steps // 10, 1), seed=seed)
     solvers = {}
-    for method, solver, steps, lr in (('scalar', ScalarSolver(base, nfe, bb.path), steps_scalar, 1e-2),
-                                      ('spanlift', SpanLift(base, nfe, bb.path, shape, **(spanlift_kw or {})), steps_spanlift, 3e-3)):
+    for method, solver, steps, lr in (('scalar', ScalarSolver(base, nfe, bb.path), steps_scalar, SOLVER_LR['scalar']),
+                                      ('spanlift', SpanLift(base, nfe, bb.path, shape, **(spanlift_kw or {})), steps_spanlift, SOLVER_LR['spanlift'])):
         torch.manual_seed(seed)
         fit = fit_nowcast_solver(solver, bb, train, val, cfg(steps, lr), device=dev, progress=progress)
         x, n = forecast(bb, test, fit.solver, device=dev)

@@ -9,32 +9,22 @@ from __future__ import annotations
 import torch
 from torch import nn, Tensor
 from .core import GaussianPath, Backbone, ModelOutput, as_backbone
-from .solvers import get_solver, make_grid, check_grid, SpanTable, run_table, _emit
+from .solvers import get_solver, make_grid, check_grid, SpanTable, run_table
 
 # %% auto #0
-__all__ = ['SOLVER_CLASSES', 'LearnedSolver', 'build_solver', 'MonotoneGrid', 'ScalarSolver']
+__all__ = ['LearnedSolver', 'MonotoneGrid', 'ScalarSolver']
 
 # %% ../nbs/05_scalar.ipynb #52836cba
-SOLVER_CLASSES: dict = {}
-
 class LearnedSolver(nn.Module):
     "A few-step solver with learnable parts: `forward(model, noise) -> endpoint`"
-    method: str = ''
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        # the library's own classes win over same-named ones defined elsewhere (e.g. while a notebook runs)
-        if cls.method and (cls.method not in SOLVER_CLASSES or cls.__module__.startswith('spanlift_nb.')):
-            SOLVER_CLASSES[cls.method] = cls
+    method: str = ''            # the name a checkpoint's config records (see `train.build_solver`)
+    correction = None           # a solver with an operator (SpanLift) sets this to its term `correction(k, X, V, table)`
+    def table(self) -> SpanTable: raise NotImplementedError
     def config(self) -> dict: raise NotImplementedError
+    @classmethod
+    def from_config(cls, config: dict, path: GaussianPath | None = None): raise NotImplementedError   # path: the backbone's, if given
     @property
     def nfe(self) -> int: return self._nfe
-
-def build_solver(config: dict) -> LearnedSolver:
-    "Rebuild a learned solver from its `config()`"
-    m = config.get('method')
-    if m not in SOLVER_CLASSES: import spanlift_nb.spanlift          # registers 'spanlift'
-    if m not in SOLVER_CLASSES: raise ValueError(f"Unknown learned-solver method {m!r}; valid: {', '.join(SOLVER_CLASSES)}")
-    return SOLVER_CLASSES[m].from_config(config)
 
 # %% ../nbs/05_scalar.ipynb #09803b8d
 class MonotoneGrid(nn.Module):
@@ -83,6 +73,6 @@ class ScalarSolver(LearnedSolver):
                     learn_times=self.learn_times, learn_coefs=self.learn_coefs)
 
     @classmethod
-    def from_config(cls, c: dict):
+    def from_config(cls, c: dict, path: GaussianPath | None = None):
         from spanlift_nb.core import _path_from_config
-        return cls(c['base'], c['nfe'], _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))
+        return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))

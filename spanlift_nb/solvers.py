@@ -6,8 +6,8 @@ Docs: https://spanlift.github.io/spanlift-nb/solvers.html.md"""
 
 # %% ../nbs/03_solvers.ipynb #758d4b8a
 from __future__ import annotations
-import math
-from dataclasses import dataclass, field
+import math, inspect
+from dataclasses import dataclass, field, replace
 from typing import Callable
 import torch
 from torch import Tensor
@@ -15,10 +15,10 @@ from fastprogress.fastprogress import progress_bar
 from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AB_COEFS', 'SOLVERS', 'check_grid', 'grid_uniform', 'grid_quadratic', 'grid_karras', 'grid_logsnr',
-           'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint', 'rk4', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m',
-           'unipc', 'LinComb', 'SpanTable', 'trace_table', 'run_table', 'Solver', 'get_solver', 'sample', 'start_noise',
-           'empirical_order']
+__all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'check_grid', 'grid_uniform',
+           'grid_quadratic', 'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint',
+           'rk4', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step',
+           'run_table', 'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
 # %% ../nbs/03_solvers.ipynb #5eb4ffe3
 def check_grid(grid: Tensor) -> Tensor:
@@ -126,6 +126,7 @@ def rk4(model, x, grid, callback=None):
         x = x + h / 8 * (k1 + 3 * k2 + 3 * k3 + k4)
     return x
 
+# %% ../nbs/03_solvers.ipynb #bd54a98e
 AB_COEFS = ([1.], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24])
 
 def ipndm(model, x, grid, callback=None, max_order: int = 4):
@@ -142,6 +143,9 @@ def ipndm(model, x, grid, callback=None, max_order: int = 4):
 # %% ../nbs/03_solvers.ipynb #9c6721cb
 def _lam(model, t):
     return model.path.lam(torch.as_tensor(t, dtype=torch.float64))
+
+def _sigma(model, t):
+    return model.path.sigma(torch.as_tensor(t, dtype=torch.float64))
 
 def _exp_step(model, x, s, t, d):
     "The exact step of the linear part with data estimate `d`: DDIM / DPM-Solver++(1)"
@@ -160,44 +164,74 @@ def ddim(model, x, grid, callback=None):
 
 def _finite(*lams): return all(bool(torch.isfinite(l)) for l in lams)
 
-def dpmpp_2m(model, x, grid, callback=None):
+# %% ../nbs/03_solvers.ipynb #e77ca16d
+FINALS = ('newest', 'extrapolate')
+
+def _check_final(final):
+    if final not in FINALS: raise ValueError(f"Unknown final step {final!r}; valid: {', '.join(FINALS)}")
+
+def _onto_zero(model, t): return float(_sigma(model, t)) == 0.0
+
+def _weight_at_zero(sig, j):
+    "Lagrange weight of node `sig[j]` for extrapolating a polynomial through the nodes `sig` to 0"
+    w = 1.0
+    for m, s in enumerate(sig):
+        if m != j: w = w * s / (s - sig[j])
+    return w
+
+def _final_step(model, t, hist, k, final):
+    "The step onto sigma = 0: alpha(t) times the newest D, or the extrapolation to sigma = 0 of the newest `k` (D, time) pairs"
+    hist = hist[:1] if final == 'newest' else hist[:k]
+    sig = [_sigma(model, s) for _, s in hist]
+    return model.path.alpha(t) * sum(_weight_at_zero(sig, j) * d for j, (d, _) in enumerate(hist))
+
+# %% ../nbs/03_solvers.ipynb #64964392
+def dpmpp_2m(model, x, grid, callback=None, final: str = 'newest'):
     "DPM-Solver++(2M): second-order multistep in lambda on the data estimate"
-    old = None
+    _check_final(final)
+    hist = []                                          # (D, t) of the last two steps, newest first
     for i in range(len(grid) - 1):
         out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
         d, s, t = out.denoised, grid[i], grid[i + 1]
+        hist = [(d, s)] + hist[:1]
+        if _onto_zero(model, t): x = _final_step(model, t, hist, 2, final); continue
         l_s, l_t = _lam(model, s), _lam(model, t)
-        if old is not None and _finite(old[1], l_s, l_t):
-            r = (l_s - old[1]) / (l_t - l_s)
-            d_eff = (1 + 1 / (2 * r)) * d - 1 / (2 * r) * old[0]
-        else: d_eff = d
-        x = _exp_step(model, x, s, t, d_eff)
-        old = (d, l_s)
+        if len(hist) > 1 and _finite(_lam(model, hist[1][1]), l_s, l_t):
+            r = (l_s - _lam(model, hist[1][1])) / (l_t - l_s)
+            d = (1 + 1 / (2 * r)) * d - 1 / (2 * r) * hist[1][0]
+        x = _exp_step(model, x, s, t, d)
     return x
 
-def dpmpp_3m(model, x, grid, callback=None):
-    "DPM-Solver++(3M): third-order multistep in lambda on the data estimate (deterministic)"
-    hist = []                                      # (D, lambda) of earlier steps, newest first
+# %% ../nbs/03_solvers.ipynb #940f442c
+D2_WEIGHTS = dict(half=1.0, taylor=2.0)          # times phi_3, on the second divided difference d2
+
+def _dpm3_terms(model, s, t, hist, c2):
+    "DPM-Solver++(3M)'s first- and second-difference terms from the finite-lambda history (0 without one)"
+    l_s, l_t = _lam(model, s), _lam(model, t)
+    old = [(d, _lam(model, u)) for d, u in hist[1:] if torch.isfinite(_lam(model, u))] if _finite(l_s, l_t) else []
+    if not old: return 0
+    d, h, a_t = hist[0][0], l_t - l_s, model.path.alpha(t)
+    phi2 = torch.expm1(-h) / h + 1
+    r0 = (l_s - old[0][1]) / h
+    d1_0 = (d - old[0][0]) / r0
+    if len(old) == 1: return a_t * phi2 * d1_0
+    r1 = (old[0][1] - old[1][1]) / h
+    d1_1 = (old[0][0] - old[1][0]) / r1
+    d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+    d2 = (d1_0 - d1_1) / (r0 + r1)
+    return a_t * (phi2 * d1 - c2 * (phi2 / h - 0.5) * d2)
+
+def dpmpp_3m(model, x, grid, callback=None, weight: str = 'half', final: str = 'newest'):
+    "DPM-Solver++(3M), deterministic: third-order multistep in lambda on the data estimate"
+    if weight not in D2_WEIGHTS: raise ValueError(f"Unknown 3M weight {weight!r}; valid: {', '.join(D2_WEIGHTS)}")
+    _check_final(final)
+    hist = []                                          # (D, t) of the last three steps, newest first
     for i in range(len(grid) - 1):
         out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
-        d, s, t = out.denoised, grid[i], grid[i + 1]
-        l_s, l_t = _lam(model, s), _lam(model, t)
-        x = _exp_step(model, x, s, t, d)
-        usable = [hd for hd in hist if torch.isfinite(hd[1])] if _finite(l_s, l_t) else []
-        if usable:
-            h, a_t = l_t - l_s, model.path.alpha(t)
-            phi2 = torch.expm1(-h) / h + 1
-            r0 = (l_s - usable[0][1]) / h
-            d1_0 = (d - usable[0][0]) / r0
-            if len(usable) >= 2:
-                r1 = (usable[0][1] - usable[1][1]) / h
-                d1_1 = (usable[0][0] - usable[1][0]) / r1
-                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
-                phi3 = phi2 / h - 0.5
-                x = x + a_t * (phi2 * d1 - 2 * phi3 * d2)   # d2 ~ h^2 D''/2, hence the 2 (see the note above)
-            else: x = x + a_t * phi2 * d1_0
-        hist = [(d, l_s)] + hist[:1]
+        s, t = grid[i], grid[i + 1]
+        hist = [(out.denoised, s)] + hist[:2]
+        if _onto_zero(model, t): x = _final_step(model, t, hist, 3, final); continue
+        x = _exp_step(model, x, s, t, hist[0][0]) + _dpm3_terms(model, s, t, hist, D2_WEIGHTS[weight])
     return x
 
 # %% ../nbs/03_solvers.ipynb #417db044
@@ -214,26 +248,28 @@ def _unipc_bh2_coefs(h, rks, order):
         h_phi_k = h_phi_k / hh - 1 / fact
     return h_phi_1, B_h, torch.stack(R), torch.stack(b)
 
-def unipc(model, x, grid, callback=None, order: int = 2):
+def unipc(model, x, grid, callback=None, order: int = 2, final: str = 'newest'):
     "UniPC-bh2 multistep predictor-corrector on the data estimate (corrector costs no NFE)"
+    _check_final(final)
     p, n = model.path, len(grid) - 1
-    hist, prev = [], None            # hist: (D, lambda) newest first; prev: (x, s, order) of the last predictor step
+    hist, prev = [], None            # hist: (D, lambda, t) newest first; prev: (x, s, order) of the last predictor step
     for i in range(n):
         out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
         d, s = out.denoised, grid[i]
         if prev is not None:         # correct the state we are at with the evaluation just made
             x = _unipc_update(p, prev[0], prev[1], s, hist, prev[2], d_new=d)
-        hist = [(d, _lam(model, s))] + hist[:order]
+        hist = [(d, _lam(model, s), s)] + hist[:order]
+        if _onto_zero(model, grid[i + 1]): return _final_step(model, grid[i + 1], [(e[0], e[2]) for e in hist], order + 1, final)
         o = min(order, len(hist), n - i)   # warm up, and lower order at the final step
         prev = (x, s, o)
         x = _unipc_update(p, x, s, grid[i + 1], hist, o)
     return x
 
+# %% ../nbs/03_solvers.ipynb #30ff25f7
 def _unipc_update(p, x, s, t, hist, order, d_new=None):
-    "One UniPC predictor step (d_new None) or corrector step (d_new = D at the new point) from s to t"
+    "One UniPC predictor step (d_new None) or corrector step (d_new = D at the new point) from s to t (sigma(t) > 0)"
     l_s, l_t = hist[0][1], p.lam(torch.as_tensor(t, dtype=torch.float64))
     m0 = hist[0][0]
-    if torch.isinf(l_t): return p.alpha(t) * m0                  # onto sigma = 0 (never corrected)
     h = l_t - l_s
     base = p.sigma(t) / p.sigma(s) * x - p.alpha(t) * torch.expm1(-h) * m0
     usable = [hd for hd in hist[1:order] if torch.isfinite(hd[1])] if torch.isfinite(l_s) else []
@@ -306,14 +342,19 @@ def trace_table(solver_fn, path: GaussianPath, grid: Tensor, **kw) -> SpanTable:
     B = [torch.zeros(n, dtype=torch.float64, device=dev)] + [torch.stack([torch.as_tensor(c.get(('V', j), zero), device=dev) for j in range(n)]) for c in rows]
     return SpanTable(torch.stack(tr.times), torch.stack(A), torch.stack(B))
 
+def table_step(table: SpanTable, k: int, X: list, V: list, correction=None) -> Tensor:
+    "New state X_k from the buffer X_0..X_{k-1}, V_0..V_{k-1}: row k of `table`, plus `correction(k, X, V, table)` if given"
+    dt = X[0].dtype
+    new = sum(table.A[k, m].to(dt) * X[m] + table.B[k, m].to(dt) * V[m] for m in range(k))
+    return new if correction is None else new + correction(k, X, V, table)
+
 def run_table(model: Backbone, x: Tensor, table: SpanTable, correction=None, callback=None) -> Tensor:
-    "Execute a span-form table; `correction(k, X, V, table)` may add a term to each new state X_k"
+    "Execute a span-form table, one `table_step` per row; `correction(k, X, V, table)` may add a term to each new state X_k"
     X, V = [x], []
     n = table.nfe
     for k in range(n + 1):
         if k > 0:
-            new = sum(table.A[k, m].to(x.dtype) * X[m] + table.B[k, m].to(x.dtype) * V[m] for m in range(k))
-            if correction is not None: new = new + correction(k, X, V, table)
+            new = table_step(table, k, X, V, correction)
             if k == n: return new
             X.append(new)
         out = model(X[k], table.times[k].to(x.dtype))
@@ -330,6 +371,7 @@ class Solver:
     nfe_for_steps: Callable[[int], int]
     about: str = ''
     kwargs: dict = field(default_factory=dict)
+    order_of: Callable[[dict], int] | None = None   # the order for given options, where they change it
 
     def steps_for_nfe(self, nfe: int) -> int:
         "The number of grid steps that spends exactly `nfe` backbone calls, or a clear error"
@@ -339,12 +381,20 @@ class Solver:
             raise ValueError(f"{self.name} cannot spend exactly {nfe} NFE; it can spend {', '.join(map(str, valid))}, ...")
         return ok[0]
 
+    def variant(self, **kw) -> Solver:
+        "This solver with options set (e.g. `final='extrapolate'`), declaring the order they give"
+        opts = [k for k in inspect.signature(self.fn).parameters if k not in ('model', 'x', 'grid', 'callback')]
+        if (bad := sorted(set(kw) - set(opts))): raise ValueError(f"{self.name} has no option {', '.join(bad)}; its options: {', '.join(opts) or 'none'}")
+        kw = {**self.kwargs, **kw}
+        return replace(self, kwargs=kw, order=self.order_of(kw) if self.order_of else self.order)
+
     def __call__(self, model, x, grid, callback=None): return self.fn(model, x, grid, callback=callback, **self.kwargs)
 
     def coefficients(self, grid: Tensor, path: GaussianPath | None = None) -> SpanTable:
         "This solver's span form (A, B, times) on `grid`"
         return trace_table(self.fn, path or GaussianPath('flow'), check_grid(grid), **self.kwargs)
 
+# %% ../nbs/03_solvers.ipynb #5fdb178d
 def _min_steps(k): return lambda s: s if s >= k else -1
 
 SOLVERS = {s.name: s for s in [
@@ -354,16 +404,22 @@ SOLVERS = {s.name: s for s in [
     Solver('rk4', rk4, 4, lambda s: 4 * s, "Runge-Kutta 4, Kutta's 3/8 rule (4 NFE/step)"),
     Solver('ddim', ddim, 1, lambda s: s, 'DDIM = DPM-Solver++(1)'),
     Solver('dpmpp_2m', dpmpp_2m, 2, _min_steps(2), 'DPM-Solver++(2M), needs nfe >= 2'),
-    Solver('dpmpp_3m', dpmpp_3m, 3, _min_steps(3), 'DPM-Solver++(3M), needs nfe >= 3'),
-    Solver('ipndm', ipndm, 4, lambda s: s, 'iPNDM, Adams-Bashforth up to order 4'),
-    Solver('unipc', unipc, 2, _min_steps(2), 'UniPC-bh2 (order 2), needs nfe >= 2'),
+    Solver('dpmpp_3m', dpmpp_3m, 2, _min_steps(3), "DPM-Solver++(3M), needs nfe >= 3; order 3 with weight='taylor'",
+           order_of=lambda kw: 3 if kw.get('weight') == 'taylor' else 2),
+    Solver('ipndm', ipndm, 2, lambda s: s, 'iPNDM, Adams-Bashforth up to 4 steps; attains order 2 (Euler warm-up)'),
+    Solver('unipc', unipc, 3, _min_steps(2), 'UniPC-bh2 with order=2: attains 3 with its free corrector; needs nfe >= 2',
+           order_of=lambda kw: kw.get('order', 2) + 1),
 ]}
 
-def get_solver(name) -> Solver:
-    "Look a solver up by name (or pass a `Solver` through)"
-    if isinstance(name, Solver): return name
-    if name not in SOLVERS: raise ValueError(f"Unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
-    return SOLVERS[name]
+def get_solver(name, **options) -> Solver:
+    "Look a solver up by name (or pass a `Solver` through), with `options` set (see `Solver.variant`)"
+    if isinstance(name, Solver): s = name
+    elif name not in SOLVERS: raise ValueError(f"Unknown solver {name!r}; valid solvers: {', '.join(SOLVERS)}")
+    else: s = SOLVERS[name]
+    return s.variant(**options) if options else s
+
+# %% ../nbs/03_solvers.ipynb #26c8b4c1
+BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm')   # the base solvers a comparison reports and picks from
 
 # %% ../nbs/03_solvers.ipynb #528a87e9
 def sample(model, # a Backbone, nn.Module or callable v(x, t) (flow matching, t=1 noise)

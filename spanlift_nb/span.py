@@ -11,11 +11,11 @@ import torch
 from torch import Tensor
 from .core import as_backbone
 from .solvers import SpanTable, get_solver, make_grid, check_grid, run_table, _lo
-from .teacher import teacher_solve, _needs_stop
+from .teacher import teacher_solve, needs_stop, DEFAULT_TEACHER
 
 # %% auto #0
-__all__ = ['project_onto_span', 'row_refs', 'teacher_transport', 'SpanReport', 'span_decomposition', 'endpoint_oracle',
-           'oracle_table']
+__all__ = ['project_onto_span', 'row_refs', 'teacher_transport', 'SpanReport', 'span_decomposition', 'endpoint_projection',
+           'projection_table']
 
 # %% ../nbs/04_span.ipynb #efc18d90
 def _columns(target: Tensor, basis) -> Tensor:
@@ -71,7 +71,7 @@ def row_refs(table: SpanTable, # a solver in span form
 
 # %% ../nbs/04_span.ipynb #e823aeae
 def teacher_transport(model, # a backbone
-                      rtol: float = 1e-5, atol: float = 1e-5, # `teacher_solve` tolerances
+                      rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], # `teacher_solve` tolerances
                      ):
     "The teacher as a map `(x, t_from, t_to) -> x'`: the exact solution when the backbone's net has one (`solve`), else `teacher_solve`"
     bb = as_backbone(model)
@@ -79,7 +79,7 @@ def teacher_transport(model, # a backbone
     if callable(solve): return lambda x, t_from, t_to: solve(x, t_from, t_to)
     stop = _lo(bb.path, None)
     def transport(x, t_from, t_to):
-        if _needs_stop(bb, t_to) and t_from <= stop * (1 + 1e-9):   # nothing left to integrate: only the final Euler step onto sigma = 0
+        if needs_stop(bb, t_to) and t_from <= stop * (1 + 1e-9):   # nothing left to integrate: only the final Euler step onto sigma = 0
             return x + (t_to - t_from) * bb(x, t_from).velocity
         return teacher_solve(bb, x, t_from, t_to, rtol=rtol, atol=atol)
     return transport
@@ -123,7 +123,7 @@ def span_decomposition(model, # a backbone
                        schedule: str | None = None, grid: Tensor | None = None, # its time grid (as in `sample`)
                        transport=None, # the teacher map (x, t_from, t_to) -> x'; default `teacher_transport(model)`
                        target: str = 'local', # T_k: 'local' (teacher from the row's reference state) or 'trajectory' (teacher from the noise)
-                       oracle: bool = False, # replace each new state by its in-span projection (the greedy oracle)
+                       project: bool = False, # replace each new state by its in-span projection (the greedy per-sample projection)
                        rtol: float | None = None, # see `project_onto_span`
                       ) -> SpanReport:
     "Run `solver` in span form and split the teacher's ideal increment of every row into its in-span and out-of-span parts, per sample"
@@ -144,7 +144,7 @@ def span_decomposition(model, # a backbone
         rec['increment'].append(inc); rec['in_span'].append(ins - X[r]); rec['out_of_span'].append(out)
         rec['frac'].append(_norm(out) / _norm(inc).clamp_min(1e-30)); rec['base_err'].append(_norm(base - T))
         if k == tab.nfe: rec.update(X=list(X), V=list(V))
-        return ins - base if oracle else 0
+        return ins - base if project else 0
     with torch.no_grad():
         traj = _trajectory(transport, noise, times) if target == 'trajectory' else {}
         end = run_table(bb, noise, table, correction=hook)
@@ -152,7 +152,7 @@ def span_decomposition(model, # a backbone
                       rec['increment'], rec['in_span'], rec['out_of_span'], rec['X'], rec['V'], end)
 
 # %% ../nbs/04_span.ipynb #53b4a2b9
-def endpoint_oracle(report: SpanReport, # a base run from `span_decomposition`
+def endpoint_projection(report: SpanReport, # a base run from `span_decomposition`
                     target: Tensor, # the teacher's endpoints from the same noise
                     rtol: float | None = None) -> Tensor:
     "The best per-sample scalar combination of the run's final buffer: `target` projected onto span{X_0..X_{n-1}, V_0..V_{n-1}}"
@@ -160,20 +160,20 @@ def endpoint_oracle(report: SpanReport, # a base run from `span_decomposition`
 
 def _rmse(a: Tensor, b: Tensor) -> float: return float((a.double() - b.double()).pow(2).mean().sqrt())
 
-def oracle_table(model, # a backbone
+def projection_table(model, # a backbone
                  noise: Tensor, target: Tensor, # noise and the teacher's endpoints from it (e.g. a `teacher_pairs`)
                  runs, # (solver, nfe) pairs
                  schedule: str | None = None, transport=None, rtol: float | None = None) -> list:
-    "Per base run: endpoint RMSE to the teacher of the base solver, its greedy oracle (tracking the teacher) and its endpoint oracle, with its out-of-span fractions"
+    "Per base run: endpoint RMSE to the teacher of the base solver, its greedy per-sample projection (tracking the teacher) and its endpoint projection, with its out-of-span fractions"
     rows, greedy_by_times = [], {}
     for solver, nfe in runs:
         base = span_decomposition(model, noise, solver, nfe, schedule, transport=transport, rtol=rtol)
         key = tuple(float(t) for t in base.table.times) + (float(base.grid[-1]),)
-        if key not in greedy_by_times:                 # the greedy oracle depends only on the times: share it
+        if key not in greedy_by_times:                 # the greedy projection depends only on the times: share it
             greedy_by_times[key] = span_decomposition(model, noise, solver, nfe, schedule, transport=transport,
-                                                      target='trajectory', oracle=True, rtol=rtol)
+                                                      target='trajectory', project=True, rtol=rtol)
         greedy = greedy_by_times[key]
-        rows.append(dict(solver=base.solver, nfe=nfe, base=_rmse(base.endpoint, target), oracle=_rmse(greedy.endpoint, target),
-                         endpoint_oracle=_rmse(endpoint_oracle(base, target, rtol), target),
+        rows.append(dict(solver=base.solver, nfe=nfe, base=_rmse(base.endpoint, target), greedy=_rmse(greedy.endpoint, target),
+                         endpoint=_rmse(endpoint_projection(base, target, rtol), target),
                          frac_mean=float(base.mean.mean()), frac_max=float(base.mean.max())))
     return rows

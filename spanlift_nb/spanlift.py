@@ -110,6 +110,7 @@ class SpanLift(LearnedSolver):
     def nfe(self): return self.scalar.nfe
     @property
     def base(self): return self.scalar.base
+    def table(self) -> SpanTable: return self.scalar.table()
 
     def correction(self, k: int, X: list, V: list, table: SpanTable) -> Tensor:
         "The operator's term for new state k: h_k * s_k * R_phi(buffer); with `in_span`, its projection onto span{X, V}"
@@ -138,9 +139,9 @@ def config(self: SpanLift) -> dict:
     return dict(self.scalar.config(), method=self.method, shape=list(self.shape), **self.hparams)
 
 @patch(cls_method=True)
-def from_config(cls: SpanLift, c: dict):
+def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
     from spanlift_nb.core import _path_from_config
-    return cls(c['base'], c['nfe'], _path_from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
+    return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
                c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False))
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d
@@ -149,9 +150,13 @@ def _flops(fn) -> int:
     with FlopCounterMode(display=False) as fc: fn()
     return fc.get_total_flops()
 
-def _time(fn, reps: int = 5) -> float:
-    fn(); t0 = time.perf_counter()
+def _sync(device: torch.device):
+    if device.type == 'cuda': torch.cuda.synchronize(device)   # CUDA runs asynchronously: wait for the queued work
+
+def _time(fn, device: torch.device, reps: int = 5) -> float:
+    fn(); _sync(device); t0 = time.perf_counter()
     for _ in range(reps): fn()
+    _sync(device)
     return (time.perf_counter() - t0) / reps
 
 def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
@@ -164,7 +169,7 @@ def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
         op_call = lambda: spanlift.correction(1, X, V, type('T', (), dict(times=times))())
         bb_call = lambda: bb(x, times[0].to(x.dtype)).velocity
         f_op, f_bb = _flops(op_call), _flops(bb_call)
-        w_op, w_bb = _time(op_call), _time(bb_call)
+        w_op, w_bb = _time(op_call, dev), _time(bb_call, dev)
     n_op, n_bb = sum(p.numel() for p in spanlift.op.parameters()), sum(p.numel() for p in bb.parameters())
     return dict(params_operator=n_op, params_backbone=n_bb, params_ratio=n_op / max(n_bb, 1),
                 flops_operator=f_op, flops_backbone=f_bb, flops_ratio=f_op / max(f_bb, 1), wall_ratio=w_op / w_bb)

@@ -17,22 +17,26 @@ from .core import (Backbone, as_backbone, count_nfe, weights_hash, save_tensors,
 from .solvers import sample, start_noise, _lo
 
 # %% auto #0
-__all__ = ['teacher_solve', 'default_cache_dir', 'TeacherPairs', 'pairs_config', 'teacher_pairs']
+__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'needs_stop', 'teacher_solve', 'default_cache_dir', 'TeacherPairs', 'pairs_config',
+           'teacher_pairs']
 
 # %% ../nbs/03a_teacher.ipynb #3d40c72f
-def _needs_stop(model: Backbone, t_to: float) -> bool:
+DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)   # the teacher of every comparison, unless told otherwise
+HELD_OUT_SEED = 1                                                # noise seed of held-out test pairs; training pairs use others
+
+def needs_stop(model: Backbone, t_to: float) -> bool:
     "True when the velocity is not defined at t_to (sigma = 0 and the model does not predict velocity)"
     return model.prediction != 'velocity' and float(model.path.sigma(torch.tensor(float(t_to), dtype=torch.float64))) == 0.0
 
 def teacher_solve(model, x: Tensor, # the state at t_from
                   t_from: float | None = None, t_to: float | None = None, # default: the whole path
-                  method: str = 'dopri5', # 'dopri5' (adaptive, torchdiffeq) or 'heun' (fixed steps)
-                  rtol: float = 1e-5, atol: float = 1e-5, # dopri5 tolerances
+                  method: str = DEFAULT_TEACHER['method'], # 'dopri5' (adaptive, torchdiffeq) or 'heun' (fixed steps)
+                  rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], # dopri5 tolerances
                   steps: int = 128) -> Tensor: # heun: number of steps
     "Carry `x` from `t_from` to `t_to` accurately along the backbone's probability-flow ODE"
     model = as_backbone(model); p = model.path
     t_from = p.t_max if t_from is None else float(t_from); t_to = p.t_min if t_to is None else float(t_to)
-    stop = _lo(p, None) if _needs_stop(model, t_to) else t_to
+    stop = _lo(p, None) if needs_stop(model, t_to) else t_to
     if method == 'heun':
         if (t_from, t_to) != (p.t_max, p.t_min): raise ValueError("the Heun teacher covers the whole path; use method='dopri5' for part of it")
         return sample(model, x, 'heun', 2 * steps - 1, schedule='karras' if p.kind == 'edm' else None)
@@ -64,7 +68,8 @@ class TeacherPairs:
         mk = lambda sl, tag: TeacherPairs(self.noise[sl], self.target[sl], f'{self.key}-{tag}', dict(self.config, split=tag))
         return mk(slice(None, -n_val), 'train'), mk(slice(-n_val, None), 'val')
 
-def pairs_config(backbone: Backbone, n: int, seed: int, shape, method='dopri5', rtol=1e-5, atol=1e-5, steps=128) -> dict:
+def pairs_config(backbone: Backbone, n: int, seed: int, shape, method=DEFAULT_TEACHER['method'], rtol=DEFAULT_TEACHER['rtol'],
+                 atol=DEFAULT_TEACHER['atol'], steps=128) -> dict:
     "Everything that determines a set of teacher pairs"
     return dict(backbone=weights_hash(backbone), n=int(n), seed=int(seed), shape=list(shape), method=method,
                 rtol=rtol if method == 'dopri5' else None, atol=atol if method == 'dopri5' else None,
@@ -74,7 +79,8 @@ def _key(cfg): return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).h
 
 def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` accepts is fine via as_backbone) and the number of pairs
                   seed: int = 0, shape=None, # noise seed; sample shape (default: the backbone's metadata)
-                  method: str = 'dopri5', rtol: float = 1e-5, atol: float = 1e-5, steps: int = 128,
+                  method: str = DEFAULT_TEACHER['method'], rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'],
+                  steps: int = 128,
                   batch: int = 256, cache_dir=None, device=None, progress: bool = True) -> TeacherPairs:
     "(noise, teacher endpoint) pairs, made in batches and cached on disk by a key of the backbone and settings"
     bb = as_backbone(backbone)

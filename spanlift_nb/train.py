@@ -13,14 +13,16 @@ import torch
 from torch import nn, Tensor
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, ModelOutput, as_backbone, get_device, weights_hash, save_tensors, load_tensors,
+from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, get_device, weights_hash, save_tensors, load_tensors,
                               write_json, in_test)
-from .scalar import LearnedSolver, build_solver
+from .scalar import LearnedSolver, ScalarSolver
+from .spanlift import SpanLift
 from .metrics import teacher_rmse
 
 # %% auto #0
-__all__ = ['SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'StudentView', 'save_checkpoint', 'read_checkpoint',
-           'check_compatible', 'load_solver', 'init_distributed', 'FitResult', 'fit_solver']
+__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'StudentView', 'register_solver',
+           'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible', 'load_solver', 'init_distributed',
+           'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #276b2591
 @dataclass
@@ -72,6 +74,28 @@ class StudentView(nn.Module):
             v = checkpoint(lambda y: self.bb(y, t).velocity, x, use_reentrant=False)
             return ModelOutput(x, t, v, 'velocity', self.bb.path)
         return self.bb(x, t)
+
+# %% ../nbs/07_train.ipynb #f03db720
+SOLVER_CLASSES: dict = {}
+SOLVER_LR = dict(scalar=1e-2, spanlift=3e-3)   # the learning rate each method trains at by default
+
+def register_solver(cls: type) -> type:
+    "Make a `LearnedSolver` subclass rebuildable from its config's `method` (the library's classes keep their names)"
+    if not (isinstance(cls, type) and issubclass(cls, LearnedSolver) and cls.method):
+        raise TypeError(f"{cls!r} is not a LearnedSolver subclass with a `method` name")
+    if cls.method not in SOLVER_CLASSES or cls.__module__.startswith('spanlift_nb.'): SOLVER_CLASSES[cls.method] = cls
+    return cls
+
+register_solver(ScalarSolver); register_solver(SpanLift)
+
+def build_solver(config: dict, # a solver's `config()`
+                 path: GaussianPath | None = None) -> LearnedSolver: # the backbone's path: it carries what a config cannot (a discrete VP schedule)
+    "Rebuild a learned solver from its `config()`"
+    m = config.get('method')
+    if m not in SOLVER_CLASSES: raise ValueError(f"Unknown learned-solver method {m!r}; valid: {', '.join(SOLVER_CLASSES)}")
+    if path is not None and path.config() != config['path']:
+        raise ValueError(f"this solver was trained on the path {config['path']}, not on {path.config()}")
+    return SOLVER_CLASSES[m].from_config(config, path)
 
 # %% ../nbs/07_train.ipynb #06c34a7a
 def _flat_opt(opt) -> dict:
@@ -127,7 +151,7 @@ def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', *
     "Rebuild a trained solver from a checkpoint (its best, EMA or raw weights), after checking it fits"
     t, meta = read_checkpoint(path)
     check_compatible(meta, backbone, path=path, **expect)
-    solver = build_solver(meta['solver'])
+    solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
     solver.load_state_dict(sd)
     return solver.eval(), meta

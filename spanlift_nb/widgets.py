@@ -13,7 +13,7 @@ from torch import Tensor
 import ipywidgets as widgets
 from .core import Backbone, load_backbone, shipped_backbones, sample_shape, get_device, count_nfe
 from .solvers import SOLVERS, get_solver, sample
-from .teacher import teacher_pairs, TeacherPairs
+from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .span import span_decomposition, SpanReport
 from .metrics import teacher_rmse, psnr
 
@@ -34,7 +34,6 @@ def get_backbone(spec) -> Backbone:
 
 @functools.lru_cache(maxsize=32)
 def _teacher(bb: Backbone, n: int, seed: int) -> TeacherPairs:
-    from spanlift_nb.evaluate import DEFAULT_TEACHER
     shape = sample_shape(bb)
     if shape is None: raise ValueError("this backbone does not record its sample shape (metadata 'data_shape')")
     return teacher_pairs(bb, n, seed=seed, shape=shape, device=get_device(), progress=False, **DEFAULT_TEACHER)
@@ -236,7 +235,7 @@ def load_spanlift(spanlift, # a `SpanLift`, or the path of a solver checkpoint
 def spanlift_view(spanlift, # a trained `SpanLift` (or a checkpoint path)
                   backbone, # the backbone it was trained for
                   strength: float = 1.0, # scales the operator's correction: 0 is the base solver, 1 as trained
-                  n: int = 16, seed: int = 12345, # held-out noise (keep the seed apart from the training pairs)
+                  n: int = 16, seed: int = HELD_OUT_SEED, # held-out noise (keep the seed apart from the training pairs)
                   base: Tensor | None = None) -> dict: # the base solver's samples from this noise, if already known
     "Base and SpanLift at `strength` from the same noise, beside the teacher, with their teacher RMSE and measured NFE"
     bb = get_backbone(backbone); sl = load_spanlift(spanlift, bb); pairs = explorer_teacher(bb, n, seed)
@@ -251,7 +250,7 @@ def spanlift_view(spanlift, # a trained `SpanLift` (or a checkpoint path)
     return dict(strength=float(strength), base=base, spanlift=x, teacher=pairs.target, nfe=c.n, base_name=sl.base.name,
                 rmse_base=teacher_rmse(base, pairs.target), rmse_spanlift=teacher_rmse(x, pairs.target), error=None)
 
-def strength_curve(spanlift, backbone, strengths=tuple(i / 10 for i in range(11)), n: int = 16, seed: int = 12345) -> list:
+def strength_curve(spanlift, backbone, strengths=tuple(i / 10 for i in range(11)), n: int = 16, seed: int = HELD_OUT_SEED) -> list:
     "Teacher RMSE of SpanLift at each operator strength, from the same held-out noise: [(strength, rmse), ...]"
     return [(float(s), spanlift_view(spanlift, backbone, s, n, seed)['rmse_spanlift']) for s in strengths]
 
@@ -281,7 +280,7 @@ def _spanlift_summary(v):
 
 def spanlift_explorer(spanlift, # a trained `SpanLift`, or the path of its checkpoint
                       backbone, # the backbone it was trained for
-                      n: int = 16, seed: int = 12345, # held-out noise
+                      n: int = 16, seed: int = HELD_OUT_SEED, # held-out noise
                       strengths=tuple(i / 10 for i in range(11))) -> Explorer: # where the RMSE curve is measured
     "A widget: base and SpanLift side by side from the same noise, with a slider over the operator's strength from 0 to 1"
     bb = get_backbone(backbone); sl = load_spanlift(spanlift, bb)

@@ -1,0 +1,79 @@
+"Our DPM-Solver++(3M) and UniPC against diffusers' schedulers, step for step, on exact Gaussian backbones (VP eps and flow)."
+import pytest
+import torch
+from spanlift_nb.core import GaussianPath
+from spanlift_nb.analytic import gaussian_backbone
+from spanlift_nb.solvers import sample, get_solver
+
+d = pytest.importorskip('diffusers')
+from spanlift_nb.adapters import scheduler_grid, vp_alphas_cumprod
+
+MEAN = torch.randn(1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 0.5
+SCALE = torch.rand(1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.1
+NOISE = torch.randn(6, 1, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+AC = vp_alphas_cumprod(dict(d.DDPMScheduler().config))
+N_TRAIN = len(AC)
+
+def backbone(kind):
+    "An exact Gaussian on diffusers' default DDPM schedule (VP, eps) or on the flow path (velocity)"
+    path = GaussianPath('vp', t_max=1.0, t_min=1 / N_TRAIN, alphas_cumprod=AC) if kind == 'vp' else GaussianPath('flow')
+    return gaussian_backbone(MEAN, SCALE, path)
+
+def scheduler(cls, kind, steps, **kw):
+    "A diffusers scheduler on `kind`'s path: VP stops at alphas_cumprod[0] (as our discrete path does), flow at sigma = 0"
+    path_kw = dict(final_sigmas_type='sigma_min') if kind == 'vp' else dict(use_flow_sigmas=True, prediction_type='flow_prediction')
+    s = cls(**kw, **path_kw); s.set_timesteps(steps)
+    return s
+
+def diffusers_run(sch, bb, kind):
+    "diffusers' loop; the network output is the exact eps (VP) or velocity (flow) at the scheduler's own time"
+    x, states = NOISE.clone(), []
+    for i, k in enumerate(sch.timesteps):
+        t = (k.double() + 1) / N_TRAIN if kind == 'vp' else sch.sigmas[i].double()
+        o = bb(x, t)
+        x = sch.step(o.eps if kind == 'vp' else o.velocity, k, x).prev_sample
+        states.append(x)
+    return states
+
+def ours(bb, sch, solver):
+    g = scheduler_grid(sch)
+    _, traj = sample(bb, NOISE, solver, solver.nfe_for_steps(len(g) - 1), grid=g, return_trajectory=True)
+    return traj[1:]
+
+def max_diff(a, b): return float((a - b).abs().max())
+
+@pytest.mark.parametrize('kind', ['vp', 'flow'])
+@pytest.mark.parametrize('steps', [5, 8])
+def test_unipc_matches_diffusers_defaults(kind, steps):
+    "UniPC-bh2, order 2, lower_order_final=True (diffusers' defaults) is our `unipc`; onto sigma = 0 with final='newest'"
+    bb = backbone(kind)
+    sch = scheduler(d.UniPCMultistepScheduler, kind, steps)
+    ref, mine = diffusers_run(sch, bb, kind), ours(bb, sch, get_solver('unipc'))
+    assert max_diff(mine[-1], ref[-1]) < 1e-6 * float(ref[-1].abs().max())
+    if kind == 'flow':                                         # the extrapolated final step is a different method
+        other = ours(bb, sch, get_solver('unipc', final='extrapolate'))[-1]
+        assert max_diff(other, ref[-1]) > 1e-3
+
+def test_unipc_without_lower_order_final_differs_in_the_last_step_only():
+    "diffusers' lower_order_final=False keeps order 2 in the last predictor step: every state but the endpoint agrees"
+    bb = backbone('vp')
+    sch = scheduler(d.UniPCMultistepScheduler, 'vp', 8, lower_order_final=False)
+    ref, mine = diffusers_run(sch, bb, 'vp'), ours(bb, sch, get_solver('unipc'))
+    scale = float(ref[-1].abs().max())
+    assert all(max_diff(a, b) < 1e-6 * scale for a, b in zip(mine[:-1], ref[:-1]))
+    assert max_diff(mine[-1], ref[-1]) > 1e-2 * scale
+
+@pytest.mark.parametrize('kind', ['vp', 'flow'])
+@pytest.mark.parametrize('steps', [5, 8])
+def test_dpmpp_3m_matches_diffusers(kind, steps):
+    "DPMSolverMultistepScheduler(solver_order=3, dpmsolver++) is our dpmpp_3m with weight='half' (the default)"
+    bb = backbone(kind)
+    # solver_type='heun': diffusers' second-order warm-up step in the form ours uses; lower_order_final=False: no drop at the end
+    # (onto sigma = 0, diffusers always takes the newest estimate, our final='newest')
+    sch = scheduler(d.DPMSolverMultistepScheduler, kind, steps, algorithm_type='dpmsolver++', solver_order=3,
+                    solver_type='heun', lower_order_final=False)
+    ref = diffusers_run(sch, bb, kind)
+    mine, taylor = ours(bb, sch, get_solver('dpmpp_3m')), ours(bb, sch, get_solver('dpmpp_3m', weight='taylor'))
+    scale = float(ref[-1].abs().max())
+    assert max_diff(mine[-1], ref[-1]) < 1e-5 * scale        # diffusers keeps its sigmas in float32
+    assert max_diff(taylor[-1], ref[-1]) > 1e-3 * scale      # the 2*phi_3 weight is not diffusers' method
