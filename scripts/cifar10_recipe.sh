@@ -85,7 +85,8 @@ echo "== CIFAR-10 recipe: backbone $BACKBONE, $METHOD on $BASE at NFE $NFE, $NGP
 echo "== 1/4 teacher pairs: $PAIRS + $VAL, dopri5 as the CLI uses it (DEFAULT_TEACHER), one process, cached in $SPANLIFT_CACHE"
 "$PY" - <<'EOF'
 import os, time
-from spanlift_nb.core import load_backbone, sample_shape, get_device
+from spanlift_nb.core import sample_shape, get_device
+from spanlift_nb.zoo import load_backbone
 from spanlift_nb.teacher import teacher_pairs
 from spanlift_nb.teacher import DEFAULT_TEACHER
 e = os.environ
@@ -108,7 +109,8 @@ echo "== 3/4 and 4/4: $NSAMPLES samples at NFE $NFE ($METHOD, and $BASE alone), 
 import os, io, sys, json, time, pickle, tarfile, contextlib
 from pathlib import Path
 import numpy as np, torch
-from spanlift_nb.core import load_backbone, sample_shape, get_device, count_nfe, write_json
+from spanlift_nb.core import sample_shape, get_device, count_nfe, write_json
+from spanlift_nb.zoo import load_backbone
 from spanlift_nb.solvers import sample, start_noise
 from spanlift_nb.train import load_solver
 import spanlift_nb.spanlift  # noqa: F401  (registers the 'spanlift' solver class that load_solver rebuilds)

@@ -10,14 +10,14 @@ import json, inspect
 from pathlib import Path
 import torch
 from torch import nn, Tensor
-from .core import (GaussianPath, Backbone, as_backbone, register_arch, save_backbone, _bcast, _vp_timestep)
-from .solvers import check_grid
+from .core import GaussianPath, Backbone, as_backbone, register_arch, vp_timestep, check_grid
+from .backbones import EDMPrecond
 
 # %% auto #0
-__all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'DiffusersNet', 'EDMPrecond', 'is_diffusers_folder',
-           'find_components', 'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers', 'load_folder',
-           'with_condition', 'grid_from_timesteps', 'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch',
-           'save_checkpoint']
+__all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'DiffusersNet', 'is_diffusers_folder', 'find_components',
+           'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers', 'load_folder', 'with_condition',
+           'grid_from_timesteps', 'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch',
+           'diffusers_arch_kwargs']
 
 # %% ../nbs/02b_adapters.ipynb #8b7bef37
 INSTALL_HINT = 'pip install "spanlift-nb[diffusers]"'
@@ -42,24 +42,6 @@ class DiffusersNet(nn.Module):
         return out
 
     def extra_repr(self): return f"{type(self.model).__name__}, t_scale={self.t_scale}"
-
-# %% ../nbs/02b_adapters.ipynb #398942d7
-class EDMPrecond(nn.Module):
-    "Karras et al.'s preconditioning: `D(x, sigma) = c_skip x + c_out F(c_in x, log(sigma)/4)`"
-    def __init__(self, raw: nn.Module, # the raw network F, called as `raw(x, c_noise, **cond)`
-                 sigma_data: float = 0.5, # the data standard deviation the network was trained with
-                 prediction: str = 'epsilon'): # diffusers' name: 'epsilon' (EDM's F) or 'v_prediction' (c_out negated)
-        super().__init__()
-        if prediction not in ('epsilon', 'v_prediction'): raise ValueError(f"EDMPrecond: unknown prediction {prediction!r}; valid: epsilon, v_prediction")
-        self.raw, self.sigma_data, self.prediction = raw, float(sigma_data), prediction
-
-    def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
-        s, sd = _bcast(sigma, x), self.sigma_data
-        c_skip, c_in = sd**2 / (s**2 + sd**2), 1 / (s**2 + sd**2).sqrt()
-        c_out = s * sd * c_in * (-1 if self.prediction == 'v_prediction' else 1)
-        return c_skip * x + c_out * self.raw(c_in * x, sigma.log() / 4, **cond)
-
-    def extra_repr(self): return f"sigma_data={self.sigma_data}, prediction={self.prediction!r}"
 
 # %% ../nbs/02b_adapters.ipynb #a9e283e2
 def _read_json(p: Path) -> dict:
@@ -154,14 +136,14 @@ def load_diffusers(folder, # a pipeline folder, or a model folder with its sched
     else:
         ac = vp_alphas_cumprod(scfg)
         path = GaussianPath('vp', t_max=1.0, t_min=1 / len(ac), alphas_cumprod=ac)
-        if pred == 'sample': bb = Backbone(DiffusersNet(model), path, 'denoised', _vp_timestep(ac), meta=dict(meta, kind='vp-sample'))
+        if pred == 'sample': bb = Backbone(DiffusersNet(model), path, 'denoised', vp_timestep(ac), meta=dict(meta, kind='vp-sample'))
         else: bb = as_backbone(DiffusersNet(model), 'vp-eps' if pred == 'epsilon' else 'vp-v', path=path, alphas_cumprod=ac, meta=meta)
     bb.requires_grad_(False)
     return bb.to(device) if device is not None else bb
 
 # %% ../nbs/02b_adapters.ipynb #dd766f8a
 def load_folder(folder, device=None) -> Backbone:
-    "Load a backbone from a folder (today: a diffusers `save_pretrained` folder); `core.load_backbone` calls this for directories"
+    "Load a backbone from a folder (today: a diffusers `save_pretrained` folder); `zoo.load_backbone` calls this for directories"
     if is_diffusers_folder(folder): return load_diffusers(folder, device=device)
     raise ValueError(f"{folder} is not a backbone folder: expected a diffusers folder (model_index.json, config.json, unet/ or transformer/)")
 
@@ -256,22 +238,10 @@ def diffusers_arch(class_name: str, # the diffusers model class, e.g. 'UNet2DMod
     net = DiffusersNet(cls.from_config(config), t_scale)
     return EDMPrecond(net, **edm) if edm else net
 
-def _diffusers_arch_kwargs(net) -> dict | None:
+def diffusers_arch_kwargs(net: nn.Module) -> dict: # a `DiffusersNet`, or an `EDMPrecond` around one
+    "The `arch_kwargs` that rebuild a diffusers-backed network under the architecture 'diffusers' (for `zoo.save`)"
     edm = None
-    if isinstance(net, EDMPrecond): edm, net = dict(sigma_data=net.sigma_data, prediction=net.prediction), net.raw
-    if not isinstance(net, DiffusersNet): return None
+    if isinstance(net, EDMPrecond): edm, net = dict(sigma_data=net.sigma_data, prediction=net.prediction), net.net
+    if not isinstance(net, DiffusersNet):
+        raise ValueError(f"{type(net).__name__} is not a diffusers-backed network: save it under an architecture registered with core.register_arch")
     return dict(class_name=type(net.model).__name__, config=dict(net.model.config), t_scale=net.t_scale, edm=edm)
-
-def save_checkpoint(backbone: Backbone, # an EDM or flow backbone
-                    path, # where to write `NAME.safetensors` (and `NAME.json` beside it)
-                    arch: str | None = None, # a registered architecture (None: derive it for diffusers-backed nets)
-                    arch_kwargs: dict | None = None, # the keyword arguments that rebuild the network
-                    **meta) -> Path: # extra metadata (e.g. data_shape)
-    "Save a backbone as a safetensors + JSON checkpoint that `load_backbone` reads without running code"
-    if backbone.time_map is not None or backbone.path.log_alpha_table is not None:
-        raise ValueError("this backbone has a time map or a discrete VP schedule, which checkpoints do not record; load it from its folder instead")
-    if arch is None:
-        arch_kwargs = _diffusers_arch_kwargs(backbone.net)
-        if arch_kwargs is None: raise ValueError(f"cannot derive an architecture for {type(backbone.net).__name__}: pass arch= (registered with register_arch) and arch_kwargs=")
-        arch = 'diffusers'
-    return save_backbone(backbone, path, arch, arch_kwargs or {}, **meta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import torch
 from torch import nn, Tensor
-from .core import GaussianPath, Backbone
+from .core import GaussianPath, Backbone, append_dims
 
 # %% auto #0
 __all__ = ['GaussianData', 'gaussian_backbone', 'GaussianMixtureData', 'mixture_backbone']
@@ -18,9 +18,7 @@ __all__ = ['GaussianData', 'gaussian_backbone', 'GaussianMixtureData', 'mixture_
 def _coefs(path, t, x):
     "alpha, sigma, d_alpha, d_sigma at scalar or (N,) time `t`, shaped to broadcast against `x`"
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
-    shape = (-1,) + (1,) * (x.ndim - 1) if t.ndim == 1 else ()
-    return [torch.as_tensor(f(t), dtype=x.dtype, device=x.device).reshape(shape) if shape else torch.as_tensor(f(t), dtype=x.dtype, device=x.device)
-            for f in (path.alpha, path.sigma, path.d_alpha, path.d_sigma)]
+    return [append_dims(torch.as_tensor(f(t), dtype=x.dtype, device=x.device), x) for f in (path.alpha, path.sigma, path.d_alpha, path.d_sigma)]
 
 class GaussianData(nn.Module):
     "Exact velocity of a per-pixel Gaussian data distribution on a Gaussian path"

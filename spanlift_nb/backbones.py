@@ -6,28 +6,17 @@ Docs: https://spanlift.github.io/spanlift-nb/backbones.html.md"""
 
 # %% ../nbs/02_backbones.ipynb #3b276303
 from __future__ import annotations
-import copy, math, time, json
+import copy, math, time
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (GaussianPath, Backbone, as_backbone, register_arch, save_backbone, load_backbone,
-                              load_checkpoint_backbone, weights_hash, file_sha256, get_device, test_or, WEIGHTS_DIR, ARCHS)
+from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, timestep_embedding, get_device, ARCHS)
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SHIPPED', 'timestep_embedding', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond',
-           'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'EMA',
-           'fit_backbone', 'save_fitted', 'make_shipped']
-
-# %% ../nbs/02_backbones.ipynb #ad6ee440
-def timestep_embedding(t: Tensor, # times, shape (N,)
-                       dim: int, # embedding width (even)
-                       max_period: float = 10000.0): # the lowest frequency is 1/max_period
-    "Sinusoidal features of shape (N, dim) for a vector of (scaled) times"
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    a = t.float()[:, None] * freqs[None]
-    return torch.cat([a.cos(), a.sin()], dim=1)
+__all__ = ['OBJECTIVES', 'SHIPPED', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond', 'build_unet', 'build_unet_edm',
+           'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'warmup_cosine', 'WarmupCosine', 'EMA',
+           'random_batches', 'fit_network', 'fit_backbone', 'backbone_recipe']
 
 # %% ../nbs/02_backbones.ipynb #7257614c
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
@@ -136,22 +125,26 @@ class MLP(nn.Module):
 
 # %% ../nbs/02_backbones.ipynb #88f71fad
 class EDMPrecond(nn.Module):
-    "Karras et al.'s preconditioning: wraps a raw network `F(x, c_noise)` into a denoiser `D(x, sigma)`"
+    "Karras et al.'s preconditioning: wraps a raw network `F(x, c_noise, **cond)` into a denoiser `D(x, sigma)`"
     def __init__(self, net: nn.Module, # the raw network F
-                 sigma_data: float = 0.5): # the standard deviation of the data
+                 sigma_data: float = 0.5, # the standard deviation of the data
+                 prediction: str = 'epsilon'): # diffusers' name: 'epsilon' (EDM's F) or 'v_prediction' (c_out negated)
         super().__init__()
-        self.net, self.sigma_data = net, sigma_data
+        if prediction not in ('epsilon', 'v_prediction'): raise ValueError(f"EDMPrecond: unknown prediction {prediction!r}; valid: epsilon, v_prediction")
+        self.net, self.sigma_data, self.prediction = net, float(sigma_data), prediction
 
     def coefs(self, sigma: Tensor):
         "c_skip, c_out, c_in, c_noise at noise levels `sigma`"
         sd2, s2 = self.sigma_data ** 2, sigma ** 2
-        return sd2 / (s2 + sd2), sigma * self.sigma_data / (s2 + sd2).sqrt(), 1 / (s2 + sd2).sqrt(), sigma.clamp_min(1e-20).log() / 4
+        c_out = sigma * self.sigma_data / (s2 + sd2).sqrt() * (-1 if self.prediction == 'v_prediction' else 1)
+        return sd2 / (s2 + sd2), c_out, 1 / (s2 + sd2).sqrt(), sigma.clamp_min(1e-20).log() / 4
 
-    def forward(self, x: Tensor, sigma: Tensor) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor, **cond) -> Tensor:
         sigma = sigma.to(x.dtype).reshape(-1).expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = self.coefs(sigma)
-        b = lambda c: c.view(-1, *([1] * (x.ndim - 1)))
-        return b(c_skip) * x + b(c_out) * self.net(b(c_in) * x, c_noise)
+        return append_dims(c_skip, x) * x + append_dims(c_out, x) * self.net(append_dims(c_in, x) * x, c_noise, **cond)
+
+    def extra_repr(self): return f"sigma_data={self.sigma_data}, prediction={self.prediction!r}"
 
 # %% ../nbs/02_backbones.ipynb #8e5fa749
 @register_arch('unet')
@@ -186,7 +179,7 @@ def flow_loss(net: nn.Module, # velocity network v(x, t)
     "Flow-matching loss: regress v(x_t, t) on eps - x0 along x_t = (1-t) x0 + t eps"
     t = torch.rand(len(x0), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
-    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    tb = append_dims(t, x0)
     return (net((1 - tb) * x0 + tb * eps, t) - (eps - x0)).pow(2).mean()
 
 def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
@@ -197,13 +190,31 @@ def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
     "EDM loss: weighted denoising error at log-normally drawn noise levels"
     sigma = (torch.randn(len(x0), device=x0.device, generator=g) * P_std + P_mean).exp()
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
-    sb = sigma.view(-1, *([1] * (x0.ndim - 1)))
+    sb = append_dims(sigma, x0)
     w = (sb**2 + sigma_data**2) / (sb * sigma_data)**2
     return (w * (net(x0 + sb * eps, sigma) - x0).pow(2)).mean()
 
-# %% ../nbs/02_backbones.ipynb #2de26089
-OBJECTIVES = ('flow', 'edm')
+# %% ../nbs/02_backbones.ipynb #db8b17bd
+def warmup_cosine(step: int, # the optimiser step, from 0
+                  steps: int, # total steps K
+                  warmup: int = 100, # linear warm-up steps W
+                  floor: float = 0.1, # the decay ends at floor × peak
+                  peak: float = 1.0) -> float: # the learning rate after warm-up (1: the factor)
+    "Learning rate at `step`: a linear warm-up to `peak`, then a cosine decay to `floor * peak` at `steps`"
+    if step < warmup: return peak * (step + 1) / warmup
+    u = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * u)))
 
+class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
+    "`warmup_cosine` as a PyTorch scheduler; each parameter group's learning rate is its peak"
+    def __init__(self, opt: torch.optim.Optimizer, steps: int, warmup: int = 100, floor: float = 0.1):
+        self.steps, self.warmup, self.floor = steps, warmup, floor
+        super().__init__(opt)
+
+    def get_lr(self) -> list:
+        return [warmup_cosine(self.last_epoch, self.steps, self.warmup, self.floor, base) for base in self.base_lrs]
+
+# %% ../nbs/02_backbones.ipynb #473f69c2
 class EMA:
     "An exponential moving average of a module's weights, with the usual warm-up of the decay"
     def __init__(self, net: nn.Module, decay: float = 0.999):
@@ -217,16 +228,78 @@ class EMA:
         for a, p in zip(self.avg.parameters(), net.parameters()): a.lerp_(p.detach(), 1 - d)
         for a, b in zip(self.avg.buffers(), net.buffers()): a.copy_(b)
 
+# %% ../nbs/02_backbones.ipynb #e1f12d11
+def random_batches(*tensors: Tensor, # tensors with the same number of rows
+                   batch: int, # rows per batch
+                   generator: torch.Generator): # draws the rows; the indices are made on its device
+    "Endless batches of rows drawn with replacement, the same rows of every tensor (a tuple when there are several)"
+    n = len(tensors[0])
+    if any(len(t) != n for t in tensors):
+        raise ValueError(f"random_batches needs tensors with the same number of rows, got {[len(t) for t in tensors]}")
+    def draw():
+        while True:
+            i = torch.randint(n, (batch,), device=generator.device, generator=generator)
+            yield tensors[0][i] if len(tensors) == 1 else tuple(t[i] for t in tensors)
+    return draw()
+
+# %% ../nbs/02_backbones.ipynb #976758a8
+def fit_network(build, # a function returning the untrained network; it runs under `seed`
+                loss_fn, # loss_fn(net, batch): the scalar loss of one batch
+                batches, # an iterable with a batch for every step, e.g. `random_batches`
+                steps: int, # optimiser steps
+                lr: float = 1e-3, # peak learning rate
+                warmup: int = 100, # warm-up steps of the default schedule
+                weight_decay: float = 0.01, # AdamW weight decay
+                ema: float | None = 0.999, # EMA decay; None: return the trained weights themselves
+                clip: float | None = 1.0, # clip the gradient norm to this; None: no clipping
+                schedule=None, # opt -> a PyTorch scheduler stepped after every step; default `WarmupCosine(opt, steps, warmup)`
+                seed: int = 0, # seeds the initialisation; the global random state is left as it was
+                device=None, # default: `get_device()`
+                progress: bool = True) -> tuple: # show a progress bar with the running loss
+    "Train the network `build()` with AdamW, a learning-rate schedule and an EMA; returns (EMA network in eval mode, losses)"
+    steps, dev = int(steps), get_device(device)
+    if steps < 1: raise ValueError(f"steps must be positive, got {steps}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build().to(dev)
+    avg = EMA(net, ema) if ema is not None else None
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = schedule(opt) if schedule is not None else WarmupCosine(opt, steps, warmup)
+    from fastprogress.fastprogress import progress_bar
+    bar = progress_bar(range(steps), leave=False) if progress else range(steps)
+    it, losses = iter(batches), []
+    net.train()
+    for k in bar:
+        b = next(it, None)
+        if b is None: raise ValueError(f"batches ran out after {k} steps; fit_network needs one for each of {steps} steps")
+        loss = loss_fn(net, b)
+        opt.zero_grad(set_to_none=True); loss.backward()
+        if clip is not None: nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step(); sched.step()
+        if avg is not None: avg.update(net)
+        losses.append(loss.item())
+        if progress and k % 50 == 0: bar.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
+    return (avg.avg if avg is not None else net.eval()), losses
+
+# %% ../nbs/02_backbones.ipynb #22acaa18
+OBJECTIVES = ('flow', 'edm')
+
 def _default_arch_kwargs(arch: str, data: Tensor) -> dict:
     if arch == 'unet': return dict(in_ch=data.shape[1])
     return dict(dim=math.prod(data.shape[1:]))
 
-def _lr_at(k: int, steps: int, lr: float, warmup: int) -> float:
-    "Linear warm-up, then cosine decay to lr/10"
-    if k < warmup: return lr * (k + 1) / warmup
-    u = (k - warmup) / max(1, steps - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * u)))
+def _check_fit(data, kind: str, arch: str, steps: int, batch: int):
+    "A one-line error for each way `fit_backbone`'s arguments can be wrong"
+    if kind not in OBJECTIVES: raise ValueError(f"Unknown training kind {kind!r}; valid: {', '.join(OBJECTIVES)}")
+    if arch not in ('unet', 'mlp'): raise ValueError(f"Unknown arch {arch!r}; valid: unet, mlp")
+    if not torch.is_tensor(data) or not data.is_floating_point():
+        raise TypeError(f"data must be a floating-point tensor (see spanlift_nb.data.load_dataset), got {type(data).__name__} {getattr(data, 'dtype', '')}")
+    if arch == 'unet' and data.ndim != 4: raise ValueError(f"arch='unet' needs images N×C×H×W, got data of shape {tuple(data.shape)}; use arch='mlp' for vectors")
+    if len(data) == 0 or data.ndim < 2: raise ValueError(f"data must be a non-empty batch N×..., got shape {tuple(data.shape)}")
+    if not torch.isfinite(data).all(): raise ValueError("data contains NaN or infinite values")
+    if int(steps) < 1 or int(batch) < 1: raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
 
+# %% ../nbs/02_backbones.ipynb #2de26089
 def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×D, in the scale the model should learn
                  kind: str = 'flow', # 'flow' (velocity, t=1 noise) or 'edm' (denoiser, t = sigma)
                  arch: str = 'unet', # 'unet' or 'mlp'
@@ -242,55 +315,20 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
                  progress: bool = True, # show a progress bar
                 ) -> Backbone:
     "Train a network by flow matching or as an EDM denoiser; returns its EMA weights as a `Backbone`"
-    if kind not in OBJECTIVES: raise ValueError(f"Unknown training kind {kind!r}; valid: {', '.join(OBJECTIVES)}")
-    if arch not in ('unet', 'mlp'): raise ValueError(f"Unknown arch {arch!r}; valid: unet, mlp")
-    if not torch.is_tensor(data) or not data.is_floating_point():
-        raise TypeError(f"data must be a floating-point tensor (see spanlift_nb.data.load_dataset), got {type(data).__name__} {getattr(data, 'dtype', '')}")
-    if arch == 'unet' and data.ndim != 4: raise ValueError(f"arch='unet' needs images N×C×H×W, got data of shape {tuple(data.shape)}; use arch='mlp' for vectors")
-    if len(data) == 0 or data.ndim < 2: raise ValueError(f"data must be a non-empty batch N×..., got shape {tuple(data.shape)}")
-    if not torch.isfinite(data).all(): raise ValueError("data contains NaN or infinite values")
-    if int(steps) < 1 or int(batch) < 1: raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
-    dev = get_device(device)
-    kw = dict(_default_arch_kwargs(arch, data), **(arch_kwargs or {}))
-    name = arch if kind == 'flow' else f'{arch}-edm'
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = ARCHS[name](**kw).to(dev)
-    kw = arch_config(net)
-    avg = EMA(net, ema)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    g = torch.Generator(device=dev).manual_seed(seed)
-    data = data.to(dev)
-    loss_fn = flow_loss if kind == 'flow' else edm_loss
-    from fastprogress.fastprogress import progress_bar
-    it = progress_bar(range(int(steps)), leave=False) if progress else range(int(steps))
-    losses, t0 = [], time.time()
-    net.train()
-    for k in it:
-        for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        x0 = data[torch.randint(len(data), (batch,), device=dev, generator=g)]
-        loss = loss_fn(net, x0, g)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); avg.update(net)
-        losses.append(loss.item())
-        if progress and k % 50 == 0: it.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
+    _check_fit(data, kind, arch, steps, batch)
+    dev, kw = get_device(device), dict(_default_arch_kwargs(arch, data), **(arch_kwargs or {}))
+    name, objective = (arch, flow_loss) if kind == 'flow' else (f'{arch}-edm', edm_loss)
+    g, data, t0 = torch.Generator(device=dev).manual_seed(seed), data.to(dev), time.time()
+    net, losses = fit_network(lambda: ARCHS[name](**kw), lambda net, x0: objective(net, x0, g), random_batches(data, batch=int(batch), generator=g),
+                              steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
     conv = 't=1 noise, t=0 data; x_t = (1-t) x0 + t eps' if kind == 'flow' else 't = sigma: t=80 noise, t=0 data; x_t = x0 + t eps'
-    meta = dict(arch=name, arch_kwargs=kw, objective=kind, steps=int(steps), batch=int(batch), lr=lr, seed=seed, ema=ema,
+    meta = dict(arch=name, arch_kwargs=arch_config(net), objective=kind, steps=int(steps), batch=int(batch), lr=lr, seed=seed, ema=ema,
                 warmup=warmup, weight_decay=weight_decay, time_convention=conv, data_shape=list(data.shape[1:]),
                 n_params=sum(p.numel() for p in net.parameters()), train_seconds=round(time.time() - t0, 1),
                 final_loss=round(sum(losses[-100:]) / len(losses[-100:]), 5), torch=torch.__version__)
-    bb = as_backbone(avg.avg.cpu() if dev.type != 'cpu' else avg.avg, kind=kind, meta=meta)
+    bb = as_backbone(net.cpu(), kind=kind, meta=meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
-
-def save_fitted(backbone: Backbone, # a backbone from `fit_backbone`
-                path, # where to write (the .safetensors suffix is added)
-                **meta): # extra metadata (data set, command, ...)
-    "Save a trained backbone with `core.save_backbone`, recording its weights hash; returns the path"
-    return save_backbone(backbone, path, backbone.meta['arch'], backbone.meta['arch_kwargs'],
-                         weights_hash=weights_hash(backbone), **meta)
 
 # %% ../nbs/02_backbones.ipynb #8d1fe576
 SHIPPED = {
@@ -302,24 +340,16 @@ SHIPPED = {
                          ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2)),
 }
 
-def make_shipped(name: str, # a key of SHIPPED
-                 out_dir=None, # default: the package's weights folder
-                 device=None, # default: `get_device()`
-                 progress: bool = True, # show a progress bar
-                 **overrides) -> Path: # change a recipe entry (e.g. steps=10 for a smoke test)
-    "Train a shipped backbone from its recorded recipe and save it; returns the .safetensors path"
-    if name not in SHIPPED: raise ValueError(f"Unknown shipped backbone {name!r}; valid: {', '.join(SHIPPED)}")
+@recipe(SHIPPED)
+def backbone_recipe(name: str, # a key of SHIPPED
+                    r: dict, # its settings, with any overrides
+                    out: Path, # the folder it is written to (by `zoo.make`)
+                    device=None, # default: `get_device()`
+                    progress: bool = True) -> tuple: # show a progress bar
+    "Train a shipped backbone from its recipe; returns it and what `zoo.save` records"
     from spanlift_nb.data import load_dataset
-    r = dict(SHIPPED[name], **overrides)
     data = load_dataset(r['data'], split=r['split'])
-    threads = torch.get_num_threads()
-    if r.get('threads'): torch.set_num_threads(r['threads'])      # the thread count is part of the recipe: CPU sums depend on it
-    try:
-        bb = fit_backbone(data, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
-                          device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
-        used = torch.get_num_threads()
-    finally: torch.set_num_threads(threads)
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    return save_fitted(bb, out/name, name=name, data=r['data'], split=r['split'], n_train=len(data),
-                       value_range='[-1, 1]', threads=used, device=str(get_device(device)),
-                       command=f'python -c "from spanlift_nb.backbones import make_shipped; make_shipped({name!r})"')
+    bb = fit_backbone(data, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
+                      device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
+    return bb, dict(arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data=r['data'], split=r['split'],
+                    n_train=len(data), value_range='[-1, 1]')

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from fastcore.script import anno_parser
-from .core import load_backbone, sample_shape, get_device, atomic_write, write_json
+from .core import sample_shape, get_device, atomic_write
+from .zoo import load_backbone, save
 from .teacher import HELD_OUT_SEED
 
 # %% auto #0
@@ -66,13 +67,13 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
                  json: bool = False): # print a JSON summary
     "Train a small backbone on your data by flow matching or as an EDM denoiser"
     from spanlift_nb.data import load_dataset
-    from spanlift_nb.backbones import fit_backbone as _fit, save_fitted
+    from spanlift_nb.backbones import fit_backbone as _fit
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
     x = load_dataset(_need(data, '--data'))
     bb = _fit(x, kind, arch, steps, batch, lr, seed, device)
-    path = save_fitted(bb, out, data=str(data), data_shape=list(x.shape[1:]), seed=seed, steps=steps,
-                       command=' '.join(['spanlift', 'fit-backbone'] + sys.argv[2:]))
+    path = save(out, bb, arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data=str(data),
+                data_shape=list(x.shape[1:]), seed=seed, steps=steps, command=' '.join(['spanlift', 'fit-backbone'] + sys.argv[2:]))
     return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps)
 
 def fit_solver(backbone: str = None, # backbone SPEC
@@ -129,7 +130,7 @@ def sample(backbone: str = None, # backbone SPEC
            out: str = None, # grid.png (an image grid) or samples.npy (an array in [-1, 1])
            device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
            json: bool = False): # print a JSON summary
-    "Sample from a backbone with a trained or a base solver; write a PNG grid or a .npy array"
+    "Sample from a backbone with a trained or a base solver; write a PNG grid (decoded, for a latent model) or a .npy array"
     from spanlift_nb.solvers import start_noise
     from spanlift_nb.evaluate import run_method
     from spanlift_nb.data import save_image_grid
@@ -139,7 +140,7 @@ def sample(backbone: str = None, # backbone SPEC
     bb = _backbone(backbone, device)
     kw, name = _method(bb, solver, base, nfe)
     x, measured = run_method(bb, start_noise(bb.path, sample_shape(bb), n, seed), device=device, **kw)
-    if out.suffix == '.png': save_image_grid(x, out, nrow=min(8, n))
+    if out.suffix == '.png': save_image_grid(bb.to_images(x), out, nrow=min(8, n))      # a latent model's samples are decoded first
     else:
         with atomic_write(out) as f: np.save(f, x.numpy())
     return dict(out=str(out), n=n, nfe=measured, method=name, shape=list(x.shape[1:]))

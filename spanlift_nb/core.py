@@ -1,4 +1,4 @@
-"""One home for the conventions every other module uses: the Gaussian path, the backbone view, the NFE counter and checkpoints.
+"""One home for the conventions every other module uses: the Gaussian path, the backbone view, the NFE counter and atomic file writes.
 
 Docs: https://spanlift.github.io/spanlift-nb/core.html.md"""
 
@@ -6,17 +6,17 @@ Docs: https://spanlift.github.io/spanlift-nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #1d9413b9
 from __future__ import annotations
-import os, sys, json, hashlib, importlib, importlib.util, tempfile, contextlib, math
+import os, json, hashlib, tempfile, contextlib, math
 from pathlib import Path
-from dataclasses import dataclass
 import torch
 from torch import nn, Tensor
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'WEIGHTS_DIR', 'get_device', 'in_test', 'test_or', 'GaussianPath',
-           'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'as_backbone', 'atomic_write', 'write_json',
-           'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'shipped_backbones',
-           'sample_shape', 'save_backbone', 'load_checkpoint_backbone', 'load_backbone']
+__all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
+           'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'atomic_write', 'write_json',
+           'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape',
+           'check_grid', 'timestep_embedding']
 
 # %% ../nbs/00_core.ipynb #e850cee8
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -54,60 +54,6 @@ class GaussianPath:
 
     def __repr__(self): return f"GaussianPath({self.kind!r}, t_max={self.t_max}, t_min={self.t_min})"
 
-    def _log_alpha(self, t):
-        "VP log alpha and its derivative"
-        if self.log_alpha_table is None:
-            db = self.beta_max - self.beta_min
-            return -0.25 * t**2 * db - 0.5 * t * self.beta_min, -0.5 * t * db - 0.5 * self.beta_min
-        tab = self.log_alpha_table.to(device=t.device, dtype=t.dtype) if torch.is_tensor(t) else self.log_alpha_table
-        n = len(tab)
-        u = torch.as_tensor(t, dtype=tab.dtype, device=tab.device) * n - 1  # DPM-Solver's convention: t_k = (k+1)/n
-        k = u.floor().clamp(0, n - 2).long()
-        w = u - k
-        slope = (tab[k + 1] - tab[k])
-        return tab[k] + w * slope, slope * n
-
-    def alpha(self, t):
-        if self.kind == 'flow': return 1 - t
-        if self.kind == 'edm': return 1 + 0 * t
-        return torch.exp(torch.as_tensor(self._log_alpha(t)[0]))
-
-    def sigma(self, t):
-        if self.kind in ('flow', 'edm'): return t
-        return torch.sqrt(-torch.expm1(2 * torch.as_tensor(self._log_alpha(t)[0])))
-
-    def d_alpha(self, t):
-        if self.kind == 'flow': return -torch.ones_like(torch.as_tensor(t))
-        if self.kind == 'edm': return torch.zeros_like(torch.as_tensor(t))
-        la, dla = self._log_alpha(t)
-        return torch.exp(torch.as_tensor(la)) * dla
-
-    def d_sigma(self, t):
-        if self.kind in ('flow', 'edm'): return torch.ones_like(torch.as_tensor(t))
-        a = self.alpha(t)
-        return -a * self.d_alpha(t) / self.sigma(t)
-
-    def lam(self, t):
-        "Half log-SNR `log(alpha / sigma)`; -inf where alpha = 0, +inf where sigma = 0"
-        t = torch.as_tensor(t)
-        return torch.log(torch.as_tensor(self.alpha(t), dtype=t.dtype)) - torch.log(torch.as_tensor(self.sigma(t), dtype=t.dtype))
-
-    def t_of_lam(self, lam):
-        "Inverse of `lam`: the time with half log-SNR `lam`"
-        lam = torch.as_tensor(lam)
-        if self.kind == 'flow': return torch.sigmoid(-lam)         # t/(1-t) = exp(-lam)
-        if self.kind == 'edm': return torch.exp(-lam)
-        return self._bisect(self.lam, lam)
-
-    def _bisect(self, f, y, iters=60):
-        "Invert a decreasing function of t on [0, 1] by bisection (VP paths)"
-        lo, hi = torch.zeros_like(y, dtype=torch.float64), torch.ones_like(y, dtype=torch.float64)
-        for _ in range(iters):
-            mid = (lo + hi) / 2
-            right = f(mid) > y                                # f decreases: still above the target, move right
-            lo, hi = torch.where(right, mid, lo), torch.where(right, hi, mid)
-        return ((lo + hi) / 2).to(y.dtype)
-
     def config(self) -> dict:
         "A JSON-able description (used in checkpoint metadata and cache keys)"
         d = dict(kind=self.kind, t_max=self.t_max, t_min=self.t_min)
@@ -116,16 +62,92 @@ class GaussianPath:
             if self.log_alpha_table is not None: d['alphas_cumprod_sha'] = _sha(self.log_alpha_table.numpy().tobytes())
         return d
 
+    @classmethod
+    def from_config(cls, cfg: dict) -> GaussianPath:
+        "The path a `config()` describes (a discrete VP table is recorded only by its hash, so it comes back continuous)"
+        return cls(**{k: v for k, v in cfg.items() if k in ('kind', 't_max', 't_min', 'beta_min', 'beta_max')})
+
 def _sha(b: bytes) -> str: return hashlib.sha256(b).hexdigest()
 
-# %% ../nbs/00_core.ipynb #01ef8ff7
-def _bcast(c, x):
-    "Broadcast a per-sample coefficient of shape (N,) against `x`; scalars pass through"
-    if torch.is_tensor(c) and c.ndim == 1 and torch.is_tensor(x) and x.ndim > 1:
-        return c.view(-1, *([1] * (x.ndim - 1)))
-    if torch.is_tensor(c) and torch.is_tensor(x): return c.to(x.dtype) if c.is_floating_point() else c
+# %% ../nbs/00_core.ipynb #dcdbd33b
+@patch
+def _log_alpha(self: GaussianPath, t):
+    "VP log alpha and its derivative"
+    if self.log_alpha_table is None:
+        db = self.beta_max - self.beta_min
+        return -0.25 * t**2 * db - 0.5 * t * self.beta_min, -0.5 * t * db - 0.5 * self.beta_min
+    tab = self.log_alpha_table.to(device=t.device, dtype=t.dtype) if torch.is_tensor(t) else self.log_alpha_table
+    n = len(tab)
+    u = torch.as_tensor(t, dtype=tab.dtype, device=tab.device) * n - 1  # DPM-Solver's convention: t_k = (k+1)/n
+    k = u.floor().clamp(0, n - 2).long()
+    w = u - k
+    slope = (tab[k + 1] - tab[k])
+    return tab[k] + w * slope, slope * n
+
+@patch
+def alpha(self: GaussianPath, t):
+    if self.kind == 'flow': return 1 - t
+    if self.kind == 'edm': return 1 + 0 * t
+    return torch.exp(torch.as_tensor(self._log_alpha(t)[0]))
+
+@patch
+def sigma(self: GaussianPath, t):
+    if self.kind in ('flow', 'edm'): return t
+    return torch.sqrt(-torch.expm1(2 * torch.as_tensor(self._log_alpha(t)[0])))
+
+@patch
+def d_alpha(self: GaussianPath, t):
+    if self.kind == 'flow': return -torch.ones_like(torch.as_tensor(t))
+    if self.kind == 'edm': return torch.zeros_like(torch.as_tensor(t))
+    la, dla = self._log_alpha(t)
+    return torch.exp(torch.as_tensor(la)) * dla
+
+@patch
+def d_sigma(self: GaussianPath, t):
+    if self.kind in ('flow', 'edm'): return torch.ones_like(torch.as_tensor(t))
+    a = self.alpha(t)
+    return -a * self.d_alpha(t) / self.sigma(t)
+
+# %% ../nbs/00_core.ipynb #bc4e9eb0
+@patch
+def lam(self: GaussianPath, t):
+    "Half log-SNR `log(alpha / sigma)`; -inf where alpha = 0, +inf where sigma = 0"
+    t = torch.as_tensor(t)
+    return torch.log(torch.as_tensor(self.alpha(t), dtype=t.dtype)) - torch.log(torch.as_tensor(self.sigma(t), dtype=t.dtype))
+
+@patch
+def t_of_lam(self: GaussianPath, lam):
+    "Inverse of `lam`: the time with half log-SNR `lam`"
+    lam = torch.as_tensor(lam)
+    if self.kind == 'flow': return torch.sigmoid(-lam)         # t/(1-t) = exp(-lam)
+    if self.kind == 'edm': return torch.exp(-lam)
+    return self._bisect(self.lam, lam)
+
+@patch
+def _bisect(self: GaussianPath, f, y, iters=60):
+    "Invert a decreasing function of t on [0, 1] by bisection (VP paths)"
+    lo, hi = torch.zeros_like(y, dtype=torch.float64), torch.ones_like(y, dtype=torch.float64)
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        right = f(mid) > y                                # f decreases: still above the target, move right
+        lo, hi = torch.where(right, mid, lo), torch.where(right, hi, mid)
+    return ((lo + hi) / 2).to(y.dtype)
+
+@patch
+def last_positive_time(self: GaussianPath, t_lo: float | None = None) -> float:
+    "Where sigma- and lambda-based grids and accurate solves stop before sigma = 0: `t_lo` if given, else t_min if positive, else a small time"
+    if t_lo is not None: return t_lo
+    return self.t_min if self.t_min > 0 else (2e-3 if self.kind == 'edm' else 1e-3 * self.t_max)
+
+# %% ../nbs/00_core.ipynb #e66f656a
+def append_dims(c, # a per-sample coefficient of shape (N,), a scalar, or a 0-d tensor
+                x): # the batch it multiplies, N×...
+    "`c` viewed as N×1×...×1 so that it broadcasts against `x`, in `x`'s floating dtype; scalars pass through"
+    if torch.is_tensor(c) and c.ndim == 1 and torch.is_tensor(x) and x.ndim > 1: c = c.view(-1, *([1] * (x.ndim - 1)))
+    if torch.is_tensor(c) and torch.is_tensor(x) and c.is_floating_point(): return c.to(x.dtype)
     return c
 
+# %% ../nbs/00_core.ipynb #01ef8ff7
 PREDICTIONS = ('velocity', 'denoised', 'eps', 'v')
 
 class ModelOutput:
@@ -136,7 +158,7 @@ class ModelOutput:
 
     def _coefs(self):
         p, t, x = self.path, self.t, self.x
-        return [_bcast(torch.as_tensor(f(t)), x) for f in (p.alpha, p.sigma, p.d_alpha, p.d_sigma)]
+        return [append_dims(torch.as_tensor(f(t)), x) for f in (p.alpha, p.sigma, p.d_alpha, p.d_sigma)]
 
     @property
     def denoised(self):
@@ -169,11 +191,12 @@ class Backbone(nn.Module):
                  prediction: str = 'velocity', # what `net` returns: velocity, denoised, eps or v
                  time_map=None, # maps path time (N,) to the network's time input
                  out_sign: float = 1.0, # -1 for flow models trained with data at t=1
-                 meta: dict | None = None): # free-form description (architecture, data, ...)
+                 meta: dict | None = None, # free-form description (architecture, data, ...)
+                 decoder: nn.Module | None = None): # latent models: a module whose `decode(z)` makes images
         super().__init__()
         if prediction not in PREDICTIONS: raise ValueError(f"Unknown prediction {prediction!r}; valid: {', '.join(PREDICTIONS)}")
         self.net, self.path, self.prediction, self.time_map, self.out_sign = net, path, prediction, time_map, out_sign
-        self.meta, self.nfe = dict(meta or {}), 0
+        self.meta, self.nfe, self.decoder = dict(meta or {}), 0, decoder
 
     def forward(self, x: Tensor, t, **cond) -> ModelOutput:
         self.nfe += 1
@@ -184,8 +207,16 @@ class Backbone(nn.Module):
         if self.out_sign != 1.0: out = self.out_sign * out
         return ModelOutput(x, t if torch.as_tensor(t).ndim == 0 else t_vec, out, self.prediction, self.path)
 
+    @torch.no_grad()
+    def to_images(self, x: Tensor) -> Tensor:
+        "Samples as images: `x` itself, or `decoder.decode(x)` for a latent model (run where the decoder is, returned where `x` is)"
+        if self.decoder is None: return x
+        p = next(self.decoder.parameters(), None)
+        return self.decoder.decode(x.to(p.device, p.dtype) if p is not None else x).to(x.device)
+
     def extra_repr(self): return f"path={self.path}, prediction={self.prediction!r}, nfe={self.nfe}"
 
+# %% ../nbs/00_core.ipynb #de2d8fc3
 class count_nfe(contextlib.AbstractContextManager):
     "Context manager: `with count_nfe(bb) as c: ...` then `c.n` is the number of backbone calls made inside"
     def __init__(self, backbone: Backbone): self.backbone, self.n = backbone, 0
@@ -200,8 +231,8 @@ class Lambda(nn.Module):
 
 ADAPTER_KINDS = ('flow', 'edm', 'vp-eps', 'vp-v', 'denoised')
 
-def _vp_timestep(ac):
-    "DPM-Solver's map from continuous t in (0, 1] to the discrete timestep `1000 t - 1` of a model with `len(ac)` steps"
+def vp_timestep(ac: Tensor): # the training schedule `alphas_cumprod`
+    "DPM-Solver's map from continuous t in (0, 1] to the discrete timestep `n t - 1` of a model with `n = len(ac)` steps"
     n = len(ac)
     return lambda t: t * n - 1
 
@@ -223,7 +254,7 @@ def as_backbone(model, # a `Backbone`, an `nn.Module` or any callable `f(x, t)`
     if kind == 'edm': return Backbone(net, path or GaussianPath('edm'), 'denoised', None, 1.0, meta)
     if kind == 'denoised': return Backbone(net, path or GaussianPath('flow'), 'denoised', None, 1.0, meta)
     p = path or GaussianPath('vp', alphas_cumprod=alphas_cumprod)
-    tm = _vp_timestep(alphas_cumprod) if alphas_cumprod is not None else None
+    tm = vp_timestep(alphas_cumprod) if alphas_cumprod is not None else None
     return Backbone(net, p, 'eps' if kind == 'vp-eps' else 'v', tm, 1.0, meta)
 
 # %% ../nbs/00_core.ipynb #6f2d15ab
@@ -245,6 +276,7 @@ def write_json(path, obj):
     "Write `obj` as JSON to `path` atomically"
     with atomic_write(path, 'w') as f: json.dump(obj, f, indent=1, sort_keys=True, default=str)
 
+# %% ../nbs/00_core.ipynb #7103c233
 def save_tensors(path, tensors: dict, metadata: dict | None = None):
     "Save a dict of tensors to a safetensors file atomically"
     from safetensors.torch import save
@@ -262,14 +294,16 @@ def load_tensors(path) -> dict:
 
 def file_sha256(path) -> str: return _sha(Path(path).read_bytes())
 
+# %% ../nbs/00_core.ipynb #3f90ce48
 def weights_hash(model: nn.Module) -> str:
-    "A short fingerprint of a backbone: its tensors (parameters and buffers) and its path"
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
+    "A short fingerprint of a backbone: its tensors (parameters and buffers, not a latent model's decoder) and its path"
+    h, sd = hashlib.sha256(), model.state_dict()
+    if isinstance(model, Backbone): sd = {k: v for k, v in sd.items() if not k.startswith('decoder.')}   # decoding does not change the ODE
+    for k, v in sorted(sd.items()):
         h.update(k.encode()); h.update(v.detach().cpu().contiguous().numpy().tobytes())
     if isinstance(model, Backbone):
         h.update(json.dumps(model.path.config(), sort_keys=True).encode()); h.update(model.prediction.encode())
-        if not model.state_dict(): h.update(_code_fingerprint(getattr(model.net, 'fn', model.net)))
+        if not sd: h.update(_code_fingerprint(getattr(model.net, 'fn', model.net)))
     return h.hexdigest()[:16]
 
 def _code_fingerprint(fn) -> bytes:
@@ -279,18 +313,22 @@ def _code_fingerprint(fn) -> bytes:
     name = f"{getattr(f, '__module__', '')}.{getattr(f, '__qualname__', type(f).__qualname__)}"
     return name.encode() + (code.co_code + repr(code.co_consts).encode() if code is not None else b'')
 
-# %% ../nbs/00_core.ipynb #ce5b4851
+# %% ../nbs/00_core.ipynb #31e6533e
 ARCHS: dict = {}
-WEIGHTS_DIR = Path(__file__).parent / 'weights' if '__file__' in globals() else Path('../spanlift_nb/weights')
 
 def register_arch(name: str):
     "Decorator: register a builder `f(**arch_kwargs) -> nn.Module` under `name` for checkpoints"
     def deco(f): ARCHS[name] = f; return f
     return deco
 
-def shipped_backbones() -> list:
-    "Names of the backbones shipped inside the package"
-    return sorted(p.stem for p in WEIGHTS_DIR.glob('*.json') if json.loads(p.read_text()).get('role', 'backbone') == 'backbone')
+RECIPES: dict = {}
+
+def recipe(table: dict): # {shipped name: settings}; settings may hold `threads`, the torch thread count of the run
+    "Decorator: register `f(name, settings, out=, device=, progress=) -> (module, save_kwargs)` as the recipe of every model in `table`"
+    def deco(f):
+        for name in table: RECIPES[name] = (f, table)
+        return f
+    return deco
 
 def sample_shape(backbone) -> tuple | None:
     "The shape of one sample of a backbone, from its metadata (`data_shape`), or None"
@@ -298,76 +336,21 @@ def sample_shape(backbone) -> tuple | None:
     s = m.get('data_shape') or m.get('shape')
     return tuple(s) if s else None
 
-def save_backbone(backbone: Backbone, path, arch: str, arch_kwargs: dict, **meta):
-    "Save a backbone's network as safetensors plus JSON metadata (atomically)"
-    path = Path(path).with_suffix('.safetensors')
-    save_tensors(path, backbone.net.state_dict())
-    info = dict(backbone.meta, **meta, arch=arch, arch_kwargs=arch_kwargs, prediction=backbone.prediction,
-                path=backbone.path.config(), sha256=file_sha256(path), role='backbone')
-    write_json(path.with_suffix('.json'), info)
-    return path
+# %% ../nbs/00_core.ipynb #a226d271
+def check_grid(grid: Tensor) -> Tensor:
+    "Refuse a grid that holds NaN/Inf, has fewer than two points, or is not strictly decreasing"
+    grid = torch.as_tensor(grid, dtype=torch.float64)
+    if grid.ndim != 1 or len(grid) < 2: raise ValueError(f"A time grid needs at least 2 points in a 1-D tensor, got shape {tuple(grid.shape)}")
+    if not torch.isfinite(grid).all(): raise ValueError(f"The time grid holds NaN or Inf: {grid.tolist()}")
+    if not (grid[1:] < grid[:-1]).all(): raise ValueError(f"The time grid must be strictly decreasing (noise to data): {grid.tolist()}")
+    return grid
 
-def _path_from_config(cfg: dict) -> GaussianPath:
-    cfg = {k: v for k, v in cfg.items() if k in ('kind', 't_max', 't_min', 'beta_min', 'beta_max')}
-    return GaussianPath(**cfg)
-
-def load_checkpoint_backbone(path) -> Backbone:
-    "Load a `.safetensors` + `.json` backbone checkpoint, checking its hash and its tensors"
-    path = Path(path)
-    meta_path = path.with_suffix('.json')
-    if not path.exists(): raise FileNotFoundError(f"No checkpoint at {path}")
-    if not meta_path.exists(): raise FileNotFoundError(f"{path} has no metadata file {meta_path.name} beside it")
-    meta = json.loads(meta_path.read_text())
-    if meta.get('sha256') and file_sha256(path) != meta['sha256']:
-        raise ValueError(f"{path} is corrupt: its SHA-256 does not match the one recorded in {meta_path.name}")
-    if meta.get('arch') not in ARCHS:
-        importlib.import_module('spanlift_nb.backbones')   # registers the shipped architectures
-        importlib.import_module('spanlift_nb.adapters')    # registers 'diffusers' (diffusers itself is imported only to build one)
-    if meta.get('arch') not in ARCHS:
-        raise ValueError(f"{path}: unknown architecture {meta.get('arch')!r}; known: {', '.join(sorted(ARCHS))}")
-    net = ARCHS[meta['arch']](**meta.get('arch_kwargs', {}))
-    sd = load_tensors(path)
-    missing, unexpected = set(net.state_dict()) - set(sd), set(sd) - set(net.state_dict())
-    if missing or unexpected:
-        raise ValueError(f"{path} does not match architecture {meta['arch']!r}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
-    try: net.load_state_dict(sd)
-    except RuntimeError as e: raise ValueError(f"{path} does not match architecture {meta['arch']!r}: {str(e).splitlines()[-1].strip()}") from None
-    net.eval().requires_grad_(False)
-    return Backbone(net, _path_from_config(meta['path']), meta.get('prediction', 'velocity'), meta=meta)
-
-def _load_attr(spec: str):
-    "Import `module:attr` or `file.py:attr`"
-    target, attr = spec.rsplit(':', 1)
-    if target.endswith('.py'):
-        f = Path(target)
-        if not f.exists(): raise FileNotFoundError(f"No such file {target} (from backbone spec {spec!r})")
-        modspec = importlib.util.spec_from_file_location(f.stem, f)
-        mod = importlib.util.module_from_spec(modspec); modspec.loader.exec_module(mod)
-    else:
-        try: mod = importlib.import_module(target)
-        except ModuleNotFoundError as e: raise ValueError(f"Cannot import {target!r} from backbone spec {spec!r}: {e}") from None
-    if not hasattr(mod, attr): raise ValueError(f"{target} has no attribute {attr!r} (from backbone spec {spec!r})")
-    obj = getattr(mod, attr)
-    if not isinstance(obj, nn.Module) and callable(obj):
-        import inspect
-        try: nparams = len([p for p in inspect.signature(obj).parameters.values() if p.default is p.empty])
-        except (TypeError, ValueError): nparams = 1
-        if nparams == 0: obj = obj()
-    return obj
-
-def load_backbone(spec, device=None) -> Backbone:
-    "Load a backbone from a shipped name, a checkpoint path, or `module:attr` / `file.py:attr`"
-    if isinstance(spec, Backbone): bb = spec
-    elif isinstance(spec, nn.Module) or (callable(spec) and not isinstance(spec, (str, Path))): bb = as_backbone(spec)
-    else:
-        spec = str(spec)
-        if spec in shipped_backbones(): bb = load_checkpoint_backbone(WEIGHTS_DIR / f'{spec}.safetensors')
-        elif Path(spec).is_dir():
-            from spanlift_nb.adapters import load_folder       # a diffusers save_pretrained folder
-            bb = load_folder(spec)
-        elif spec.endswith('.safetensors') or Path(spec).exists(): bb = load_checkpoint_backbone(spec)
-        elif ':' in spec: bb = as_backbone(_load_attr(spec))
-        else: raise ValueError(f"Unknown backbone {spec!r}: not a shipped name ({', '.join(shipped_backbones()) or 'none'}), "
-                               "a .safetensors path, a diffusers folder, or module:attr / file.py:attr")
-    bb.requires_grad_(False)
-    return bb.to(get_device(device)) if device is not None else bb
+# %% ../nbs/00_core.ipynb #ccd47e71
+def timestep_embedding(t: Tensor, # times, shape (N,)
+                       dim: int, # embedding width (even)
+                       max_period: float = 10000.0): # the lowest frequency is 1/max_period
+    "Sinusoidal features of shape (N, dim) for a vector of (scaled) times"
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    a = t.float()[:, None] * freqs[None]
+    return torch.cat([a.cos(), a.sin()], dim=1)

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, as_backbone, load_backbone, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
+from .core import (Backbone, as_backbone, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
+from .zoo import load_backbone
 from .solvers import sample, get_solver, SOLVERS, BASE_SOLVERS
 from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .scalar import LearnedSolver, ScalarSolver

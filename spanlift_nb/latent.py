@@ -6,19 +6,19 @@ Docs: https://spanlift.github.io/spanlift-nb/tutorials/latent_flow_matching.html
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #d621166d
 from __future__ import annotations
-import json, math, time
+import math, time
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (Backbone, load_backbone, register_arch, save_tensors, load_tensors, write_json, file_sha256,
-                              get_device, sample_shape, WEIGHTS_DIR, ARCHS)
-from .backbones import EMA, fit_backbone, save_fitted, _lr_at
+from .core import register_arch, recipe, get_device, sample_shape
+from .backbones import fit_backbone, fit_network, random_batches
 from .solvers import BASE_SOLVERS
+from .zoo import load, load_backbone
 
 # %% auto #0
-__all__ = ['LATENT_SHIPPED', 'ConvAE', 'fit_autoencoder', 'save_autoencoder', 'load_autoencoder', 'encode', 'decode',
-           'make_latent_shipped', 'latent_autoencoder', 'compare_latent']
+__all__ = ['LATENT_SHIPPED', 'ConvAE', 'fit_autoencoder', 'encode', 'decode', 'latent_recipe', 'latent_autoencoder',
+           'compare_latent']
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #2d8e03ac
 class _Res(nn.Module):
@@ -80,30 +80,14 @@ def fit_autoencoder(data: Tensor, # training images N×C×28×28 in [-1, 1]
     "Train a `ConvAE` with a noisy-latent reconstruction loss; returns its EMA weights, latents standardised on `data`"
     if not torch.is_tensor(data) or data.ndim != 4 or tuple(data.shape[2:]) != (28, 28):
         raise ValueError(f"fit_autoencoder needs images N×C×28×28, got {tuple(getattr(data, 'shape', ()))}")
-    dev = get_device(device)
-    kw = dict(in_ch=data.shape[1], **(arch_kwargs or {}))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = ConvAE(**kw).to(dev)
-    avg = EMA(net, ema)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    g, g_idx = torch.Generator(device=dev).manual_seed(seed), torch.Generator().manual_seed(seed)
-    from fastprogress.fastprogress import progress_bar
-    it = progress_bar(range(int(steps)), leave=False) if progress else range(int(steps))
-    losses, t0 = [], time.time()
-    net.train()
-    for k in it:
-        for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        x = data[torch.randint(len(data), (batch,), generator=g_idx)].to(dev)
-        z = net.encode_raw(x)
+    dev, kw = get_device(device), dict(in_ch=data.shape[1], **(arch_kwargs or {}))
+    g, t0 = torch.Generator(device=dev).manual_seed(seed), time.time()
+    def loss_fn(net, x):
+        x = x.to(dev); z = net.encode_raw(x)
         rec = net.dec(z + latent_noise * torch.randn(z.shape, device=dev, generator=g))
-        loss = F.mse_loss(rec, x) + beta * z.pow(2).mean()
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); avg.update(net)
-        losses.append(loss.item())
-        if progress and k % 50 == 0: it.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
-    ae = avg.avg.eval()
+        return F.mse_loss(rec, x) + beta * z.pow(2).mean()
+    batches = random_batches(data, batch=batch, generator=torch.Generator().manual_seed(seed))
+    ae, losses = fit_network(lambda: ConvAE(**kw), loss_fn, batches, steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
     _standardise(ae, data)
     ae.meta = dict(arch='conv-ae', arch_kwargs=ae.config, steps=int(steps), batch=int(batch), lr=lr, latent_noise=latent_noise,
                    beta=beta, seed=seed, ema=ema, warmup=warmup, weight_decay=weight_decay, train_seconds=round(time.time() - t0, 1),
@@ -113,32 +97,6 @@ def fit_autoencoder(data: Tensor, # training images N×C×28×28 in [-1, 1]
     return ae.cpu().requires_grad_(False)
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #d9ad13e7
-def save_autoencoder(ae: ConvAE, # a trained autoencoder
-                     path, # where to write (the .safetensors suffix is added)
-                     **meta) -> Path: # extra metadata (name, data, command, ...)
-    "Save an autoencoder as safetensors plus JSON (`role: 'autoencoder'`), atomically; returns the .safetensors path"
-    path = Path(path).with_suffix('.safetensors')
-    save_tensors(path, ae.state_dict())
-    info = dict(getattr(ae, 'meta', {}), **meta, arch='conv-ae', arch_kwargs=ae.config, role='autoencoder', sha256=file_sha256(path))
-    write_json(path.with_suffix('.json'), info)
-    return path
-
-def load_autoencoder(spec='fashion-ae') -> ConvAE: # a shipped name or a .safetensors path
-    "Load an autoencoder (hash and role checked), in eval mode, with `.meta` from its JSON"
-    p = Path(spec)
-    path = WEIGHTS_DIR / f'{spec}.safetensors' if p.suffix != '.safetensors' and not p.exists() else p.with_suffix('.safetensors')
-    meta_path = path.with_suffix('.json')
-    if not path.exists() or not meta_path.exists():
-        shipped = sorted(q.stem for q in WEIGHTS_DIR.glob('*.json') if json.loads(q.read_text()).get('role') == 'autoencoder')
-        raise FileNotFoundError(f"No autoencoder {spec!r}: {path} or {meta_path.name} is missing (shipped: {', '.join(shipped) or 'none'})")
-    meta = json.loads(meta_path.read_text())
-    if meta.get('role') != 'autoencoder': raise ValueError(f"{meta_path} does not describe an autoencoder (role={meta.get('role')!r})")
-    if file_sha256(path) != meta.get('sha256'): raise ValueError(f"{path} is corrupt: its SHA-256 does not match the one recorded in {meta_path.name}")
-    ae = ARCHS[meta['arch']](**meta['arch_kwargs'])
-    ae.load_state_dict(load_tensors(path))
-    ae.meta = meta
-    return ae.eval().requires_grad_(False)
-
 @torch.no_grad()
 def encode(x: Tensor, ae: ConvAE, batch: int = 1000) -> Tensor:
     "Images in [-1, 1] to standardised latents, in batches, on the autoencoder's device; returns CPU float32"
@@ -160,48 +118,35 @@ LATENT_SHIPPED = {
                                 arch_kwargs=dict(base=24, mults=(1, 2), blocks=1, mid_attn=True)),
 }
 
-def make_latent_shipped(name: str, # a key of LATENT_SHIPPED
-                        out_dir=None, # default: the package's weights folder
-                        device=None, progress: bool = True,
-                        **overrides) -> Path: # change a recipe entry (e.g. steps=10, n_train=256 for a smoke test)
-    "Train the shipped autoencoder or latent flow backbone from its recorded recipe and save it; returns the .safetensors path"
-    if name not in LATENT_SHIPPED: raise ValueError(f"Unknown latent model {name!r}; valid: {', '.join(LATENT_SHIPPED)}")
+@recipe(LATENT_SHIPPED)
+def latent_recipe(name: str, # a key of LATENT_SHIPPED
+                  r: dict, # its settings, with any overrides
+                  out: Path, # the folder `zoo.make` writes to; the latent model reads its autoencoder from there
+                  device=None, progress: bool = True) -> tuple:
+    "Train the shipped autoencoder, or the latent flow backbone on the autoencoder in `out`; returns it and what `zoo.save` records"
     from spanlift_nb.data import load_dataset
-    r = dict(LATENT_SHIPPED[name], **overrides)
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
     data = load_dataset(r['data'], split=r['split'], n=r.get('n_train'))          # n_train None: the whole split
-    cmd = f'python -c "from spanlift_nb.latent import make_latent_shipped; make_latent_shipped({name!r})"'
-    threads = torch.get_num_threads()
-    if r.get('threads'): torch.set_num_threads(r['threads'])      # the thread count is part of the recipe: CPU sums depend on it
-    try:
-        if r['role'] == 'autoencoder':
-            ae = fit_autoencoder(data, r['steps'], r['batch'], r['lr'], r['latent_noise'], r['beta'], r['seed'], r['arch_kwargs'],
-                                 r['ema'], device=device, progress=progress)
-            with torch.no_grad():
-                xt = load_dataset(r['data'], split='test', n=r.get('n_test'))
-                rec = decode(encode(xt, ae), ae)
-            mse = (rec.double() - xt.double()).pow(2).flatten(1).mean(1)
-            return save_autoencoder(ae, out / name, name=name, data=r['data'], split=r['split'], n_train=len(data), threads=torch.get_num_threads(),
-                                    device=str(get_device(device)), value_range='[-1, 1]', command=cmd,
-                                    test_psnr=round(float((10 * torch.log10(4 / mse)).mean()), 2))
-        ae = load_autoencoder(out / f"{r['autoencoder']}.safetensors")
-        lat = encode(data, ae)
-        bb = fit_backbone(lat, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
-                          device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
-        used = torch.get_num_threads()
-    finally: torch.set_num_threads(threads)
-    return save_fitted(bb, out / name, name=name, data='fashion-latent', image_data=r['data'], split=r['split'], n_train=len(data),
-                       data_shape=list(lat.shape[1:]), autoencoder=r['autoencoder'], autoencoder_sha256=ae.meta['sha256'],
-                       value_range='standardised latents (decode with the autoencoder)', threads=used, device=str(get_device(device)), command=cmd)
+    if r['role'] == 'autoencoder':
+        ae = fit_autoencoder(data, r['steps'], r['batch'], r['lr'], r['latent_noise'], r['beta'], r['seed'], r['arch_kwargs'],
+                             r['ema'], device=device, progress=progress)
+        with torch.no_grad():
+            xt = load_dataset(r['data'], split='test', n=r.get('n_test'))
+            mse = (decode(encode(xt, ae), ae).double() - xt.double()).pow(2).flatten(1).mean(1)
+        return ae, dict(arch='conv-ae', arch_kwargs=ae.config, role='autoencoder', data=r['data'], split=r['split'], n_train=len(data),
+                        value_range='[-1, 1]', test_psnr=round(float((10 * torch.log10(4 / mse)).mean()), 2))
+    ae = load(out / f"{r['autoencoder']}.safetensors")
+    lat = encode(data, ae)
+    bb = fit_backbone(lat, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
+                      device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
+    return bb, dict(arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data='fashion-latent', image_data=r['data'],
+                    split=r['split'], n_train=len(data), data_shape=list(lat.shape[1:]), autoencoder=r['autoencoder'],
+                    autoencoder_sha256=ae.meta['sha256'], value_range='standardised latents (decode with the autoencoder)')
 
 def latent_autoencoder(backbone) -> ConvAE:
-    "The autoencoder that decodes a latent backbone's samples, from its metadata (hash checked against the one it was trained with)"
-    m = getattr(backbone, 'meta', {}) or {}
-    if 'autoencoder' not in m: raise ValueError("this backbone names no autoencoder in its metadata (meta['autoencoder']): it is not a latent model")
-    ae = load_autoencoder(m['autoencoder'])
-    if m.get('autoencoder_sha256') and ae.meta['sha256'] != m['autoencoder_sha256']:
-        raise ValueError(f"the autoencoder {m['autoencoder']!r} is not the one this backbone was trained on (SHA-256 differs)")
-    return ae
+    "The autoencoder that decodes a latent backbone's samples: the `decoder` that `zoo.load` attached from its metadata"
+    if getattr(backbone, 'decoder', None) is None: raise ValueError("this backbone has no decoder: it is not a latent model loaded with zoo.load_backbone")
+    return backbone.decoder
+
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #bde7fc12
 def compare_latent(backbone, # a latent backbone (anything load_backbone takes) whose metadata names its autoencoder

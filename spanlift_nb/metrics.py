@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (save_tensors, load_tensors, write_json, file_sha256, atomic_write, get_device,
-                              register_arch, ARCHS, WEIGHTS_DIR)
+from .core import atomic_write, file_sha256, get_device, register_arch, recipe
+from .zoo import load, WEIGHTS_DIR
 from .data import load_dataset
+from .backbones import fit_network, random_batches
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'teacher_rmse', 'psnr', 'ClassifierCNN', 'accuracy',
-           'fit_classifier', 'make_classifier', 'feature_net', 'features', 'real_features', 'frechet_from_stats',
+           'fit_classifier', 'classifier_recipe', 'feature_net', 'features', 'real_features', 'frechet_from_stats',
            'frechet_distance', 'kid', 'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path',
            'install_inception_weights', 'save_image_folder', 'inception_ref_stats', 'inception_fid']
 
@@ -96,80 +97,55 @@ def fit_classifier(x: Tensor, # training images N×C×H×W in [-1, 1]
                    lr: float = 4e-3, # peak learning rate of the one-cycle schedule
                    weight_decay: float = 1e-4, # AdamW weight decay
                    seed: int = 0, # seeds the initialisation and the batches
-                   device=None) -> ClassifierCNN: # default: `get_device()`
-    "Train a `ClassifierCNN` with AdamW and a one-cycle schedule; returns it in eval mode"
+                   device=None, # default: `get_device()`
+                   progress: bool = True) -> ClassifierCNN: # show a progress bar
+    "Train a `ClassifierCNN` with `backbones.fit_network`: AdamW and a one-cycle schedule, no EMA; returns it in eval mode"
     dev = get_device(device)
-    torch.manual_seed(seed)
-    net = ClassifierCNN(**arch_kwargs, n_classes=int(y.max()) + 1, in_channels=x.shape[1]).to(dev)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    g = torch.Generator().manual_seed(seed)
-    net.train()
-    for _ in range(steps):
-        i = torch.randint(len(x), (batch,), generator=g)
-        loss = F.cross_entropy(net(x[i].to(dev)), y[i].to(dev))
-        opt.zero_grad(); loss.backward(); opt.step(); sched.step()
-    return net.eval().requires_grad_(False)
+    build = lambda: ClassifierCNN(**arch_kwargs, n_classes=int(y.max()) + 1, in_channels=x.shape[1])
+    loss_fn = lambda net, b: F.cross_entropy(net(b[0].to(dev)), b[1].to(dev))
+    one_cycle = lambda opt: torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    net, _ = fit_network(build, loss_fn, random_batches(x, y, batch=batch, generator=torch.Generator().manual_seed(seed)), steps, lr,
+                         weight_decay=weight_decay, ema=None, clip=None, schedule=one_cycle, seed=seed, device=dev, progress=progress)
+    return net.requires_grad_(False)
 
 # %% ../nbs/08_metrics.ipynb #bd373841
-def make_classifier(name: str, # a key of CLASSIFIERS
-                    out_dir=None, # default: the package's weights folder
-                    device=None, # default: `get_device()`
-                    **overrides) -> Path: # change a recipe entry (e.g. steps=10 for a smoke test)
-    "Train a shipped feature classifier from its recorded recipe, measure its test accuracy and save it; returns the .safetensors path"
-    if name not in CLASSIFIERS: raise ValueError(f"Unknown classifier {name!r}; valid: {', '.join(CLASSIFIERS)}")
-    r = dict(CLASSIFIERS[name], **overrides)
+@recipe({f'clf-{k}': r for k, r in CLASSIFIERS.items()})
+def classifier_recipe(name: str, # 'clf-' + a key of CLASSIFIERS
+                      r: dict, # its settings, with any overrides
+                      out: Path, # the folder `zoo.make` writes to
+                      device=None, progress: bool = True) -> tuple:
+    "Train a shipped feature classifier from its recipe and measure its test accuracy; returns it and what `zoo.save` records"
     x, y = load_dataset(r['data'], split=r['split'], labels=True)
     xt, yt = load_dataset(r['data'], split=r['test_split'], labels=True)
-    threads = torch.get_num_threads()
-    if r.get('threads'): torch.set_num_threads(r['threads'])     # the thread count is part of the recipe: CPU sums depend on it
-    try:
-        t0 = time.time()
-        net = fit_classifier(x, y, r['arch_kwargs'], r['steps'], r['batch'], r['lr'], r['weight_decay'], r['seed'], device)
-        secs, used = time.time() - t0, torch.get_num_threads()
-        acc = accuracy(net, xt.to(get_device(device)), yt)
-    finally: torch.set_num_threads(threads)
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    path = out / f'clf-{name}.safetensors'
-    save_tensors(path, net.cpu().state_dict())
-    meta = dict(r, role='classifier', name=f'clf-{name}', test_accuracy=round(acc, 4), n_train=len(x), n_test=len(xt),
-                data_shape=list(x.shape[1:]), n_classes=int(y.max()) + 1, feature_dim=net.feature_dim,
-                feature_layer='global average pool of the last conv block (input of the final linear layer)',
-                n_params=sum(p.numel() for p in net.parameters()), train_seconds=round(secs, 1), threads=used,
-                device=str(get_device(device)), torch=torch.__version__, value_range='[-1, 1]', sha256=file_sha256(path),
-                command=f'python -c "from spanlift_nb.metrics import make_classifier; make_classifier({name!r})"')
-    write_json(path.with_suffix('.json'), meta)
-    return path
+    t0 = time.time()
+    net = fit_classifier(x, y, r['arch_kwargs'], r['steps'], r['batch'], r['lr'], r['weight_decay'], r['seed'], device)
+    secs = time.time() - t0
+    acc = accuracy(net, xt.to(get_device(device)), yt)
+    meta = dict(r, test_accuracy=round(acc, 4), n_train=len(x), n_test=len(xt), data_shape=list(x.shape[1:]), n_classes=int(y.max()) + 1,
+                feature_dim=net.feature_dim, feature_layer='global average pool of the last conv block (input of the final linear layer)',
+                n_params=sum(p.numel() for p in net.parameters()), train_seconds=round(secs, 1), torch=torch.__version__, value_range='[-1, 1]')
+    meta.update(role='classifier', arch_kwargs=dict(r['arch_kwargs'], n_classes=int(y.max()) + 1, in_channels=x.shape[1]))
+    return net.cpu(), meta
 
 # %% ../nbs/08_metrics.ipynb #18cabf7f
-def _classifier_files(dataset: str, weights_dir=None) -> tuple:
-    wd = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-    shipped = sorted(p.stem[4:] for p in wd.glob('clf-*.json'))
-    if dataset not in shipped:
-        raise ValueError(f"No feature classifier for data set {dataset!r}; shipped: {', '.join(shipped) or 'none'} "
-                         f"(in {wd}). Train one with make_classifier(name).")
-    return wd / f'clf-{dataset}.safetensors', wd / f'clf-{dataset}.json'
-
 def feature_net(dataset: str, # 'digits' or 'fashion'
                 device=None, # default: CPU
                 weights_dir=None, # default: the package's weights folder
                ) -> ClassifierCNN:
-    "The shipped classifier of `dataset`, loaded once (safetensors only, hash checked), in eval mode; `.meta` holds its JSON"
+    "The shipped classifier of `dataset`, loaded once by `zoo.load` (safetensors only, hash checked), in eval mode; `.meta` holds its JSON"
     return _feature_net(dataset, str(get_device(device)) if device is not None else 'cpu',
                         str(weights_dir) if weights_dir is not None else None)
 
 @functools.lru_cache(maxsize=None)
 def _feature_net(dataset: str, device: str, weights_dir) -> ClassifierCNN:
-    import json
-    path, meta_path = _classifier_files(dataset, weights_dir)
-    meta = json.loads(meta_path.read_text())
-    if meta.get('role') != 'classifier': raise ValueError(f"{meta_path} does not describe a classifier (role={meta.get('role')!r})")
-    if file_sha256(path) != meta['sha256']:
-        raise ValueError(f"{path} is corrupt: its SHA-256 does not match the one recorded in {meta_path.name}")
-    net = ARCHS[meta['arch']](**meta['arch_kwargs'], n_classes=meta['n_classes'], in_channels=meta['data_shape'][0])
-    net.load_state_dict(load_tensors(path))
-    net.meta = meta
-    return net.eval().requires_grad_(False).to(device)
+    wd = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    names = sorted(p.stem[4:] for p in wd.glob('clf-*.json'))
+    if dataset not in names:
+        raise ValueError(f"No feature classifier for data set {dataset!r}; shipped: {', '.join(names) or 'none'} "
+                         f"(in {wd}). Train one with zoo.make('clf-NAME').")
+    net = load(wd / f'clf-{dataset}.safetensors')
+    if net.meta.get('role') != 'classifier': raise ValueError(f"{wd / f'clf-{dataset}.json'} does not describe a classifier (role={net.meta.get('role')!r})")
+    return net.to(device)
 
 # %% ../nbs/08_metrics.ipynb #a2ce7f79
 @torch.no_grad()

@@ -13,18 +13,17 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (GaussianPath, Backbone, register_arch, save_tensors, load_tensors, write_json, file_sha256,
-                              load_checkpoint_backbone, weights_hash, get_device, count_nfe, WEIGHTS_DIR)
-from .backbones import UNet, EMA, _lr_at
+from .core import (GaussianPath, Backbone, register_arch, recipe, append_dims, save_tensors, load_tensors, weights_hash, get_device,
+                              count_nfe)
+from .backbones import UNet, fit_network, random_batches
 from .adapters import with_condition
 from .solvers import start_noise, BASE_SOLVERS
 from .teacher import teacher_solve, default_cache_dir, DEFAULT_TEACHER, HELD_OUT_SEED
 
 # %% auto #0
 __all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet', 'nowcast_backbone',
-           'denoiser_loss', 'fit_nowcast', 'save_nowcast', 'load_nowcast', 'make_nowcast_shipped', 'NowcastPairs',
-           'nowcast_pairs', 'forecast', 'csi', 'crps_ensemble', 'fit_nowcast_solver', 'score_nowcast',
-           'compare_nowcast', 'nowcast_markdown', 'load_sevir']
+           'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'NowcastPairs', 'nowcast_pairs', 'forecast', 'csi',
+           'crps_ensemble', 'fit_nowcast_solver', 'score_nowcast', 'compare_nowcast', 'nowcast_markdown', 'load_sevir']
 
 # %% ../nbs/tutorials/nowcasting.ipynb #731f8084
 def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float, birth: float, speed, life, radius, peak):
@@ -104,6 +103,7 @@ def nowcast_backbone(net: NowcastNet, meta: dict | None = None) -> Backbone:
     "A `Backbone` on the flow path (noise at t=1) over a `NowcastNet` denoiser; condition it with `with_condition(bb, past=...)`"
     return Backbone(net, GaussianPath('flow'), 'denoised', meta=dict(meta or {}, data_shape=[net.n_future, *(meta or {}).get('grid', [32, 32])]))
 
+# %% ../nbs/tutorials/nowcasting.ipynb #5172dfd0
 def denoiser_loss(net, # a denoiser D(x_t, t, **cond)
                   x0: Tensor, # a batch of data (the true next frames)
                   g: torch.Generator | None = None, # random generator (on x0's device)
@@ -112,7 +112,7 @@ def denoiser_loss(net, # a denoiser D(x_t, t, **cond)
     "Denoising loss on the flow path x_t = (1-t) x0 + t eps, weighted by 1 + min(SNR_t, snr_cap)"
     t = torch.rand(len(x0), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
-    tb = t.view(-1, *([1] * (x0.ndim - 1)))
+    tb = append_dims(t, x0)
     w = 1 + ((1 - tb) / tb).pow(2).clamp(max=snr_cap)
     return (w * (net((1 - tb) * x0 + tb * eps, t, **cond) - x0).pow(2)).mean()
 
@@ -126,32 +126,16 @@ def fit_nowcast(past: Tensor, # conditioning frames N×P×H×W in [-1, 1]
     "Train a `NowcastNet` denoiser on the flow path, conditioned on past frames; returns its EMA weights as a `Backbone`"
     if past.ndim != 4 or future.ndim != 4 or len(past) != len(future) or past.shape[2:] != future.shape[2:]:
         raise ValueError(f"past and future must be N×P×H×W and N×F×H×W with the same N, H, W; got {tuple(past.shape)} and {tuple(future.shape)}")
-    dev = get_device(device)
-    kw = dict(n_past=past.shape[1], n_future=future.shape[1], **(arch_kwargs or {}))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = NowcastNet(**kw).to(dev)
-    avg = EMA(net, ema)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    g, g_idx = torch.Generator(device=dev).manual_seed(seed), torch.Generator().manual_seed(seed)
-    from fastprogress.fastprogress import progress_bar
-    it = progress_bar(range(int(steps)), leave=False) if progress else range(int(steps))
-    losses, t0 = [], time.time()
-    net.train()
-    for k in it:
-        for group in opt.param_groups: group['lr'] = _lr_at(k, int(steps), lr, warmup)
-        i = torch.randint(len(past), (batch,), generator=g_idx)
-        loss = denoiser_loss(net, future[i].to(dev), g, snr_cap, past=past[i].to(dev))
-        opt.zero_grad(set_to_none=True); loss.backward()
-        nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step(); avg.update(net)
-        losses.append(loss.item())
-        if progress and k % 50 == 0: it.comment = f'loss {sum(losses[-50:]) / len(losses[-50:]):.4f}'
-    meta = dict(arch='nowcast-unet', arch_kwargs=avg.avg.config, objective='denoiser, 1 + min(SNR, snr_cap) weights', snr_cap=snr_cap, steps=int(steps), batch=int(batch), lr=lr, seed=seed,
+    dev, kw = get_device(device), dict(n_past=past.shape[1], n_future=future.shape[1], **(arch_kwargs or {}))
+    g, t0 = torch.Generator(device=dev).manual_seed(seed), time.time()
+    batches = random_batches(future, past, batch=batch, generator=torch.Generator().manual_seed(seed))
+    loss_fn = lambda net, b: denoiser_loss(net, b[0].to(dev), g, snr_cap, past=b[1].to(dev))
+    net, losses = fit_network(lambda: NowcastNet(**kw), loss_fn, batches, steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
+    meta = dict(arch='nowcast-unet', arch_kwargs=net.config, objective='denoiser, 1 + min(SNR, snr_cap) weights', snr_cap=snr_cap, steps=int(steps), batch=int(batch), lr=lr, seed=seed,
                 ema=ema, warmup=warmup, weight_decay=weight_decay, grid=list(future.shape[2:]), n_past=past.shape[1], n_future=future.shape[1],
                 time_convention='t=1 noise, t=0 data; x_t = (1-t) x0 + t eps', n_params=sum(p.numel() for p in net.parameters()),
                 train_seconds=round(time.time() - t0, 1), final_loss=round(sum(losses[-100:]) / len(losses[-100:]), 5), torch=torch.__version__)
-    bb = nowcast_backbone(avg.avg.cpu().eval(), meta)
+    bb = nowcast_backbone(net.cpu().eval(), meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
 
@@ -161,42 +145,17 @@ NOWCAST_SHIPPED = {
                          threads=1, arch_kwargs=dict(base=24, mults=(1, 2), blocks=1, mid_attn=True, patch=4)),
 }
 
-def save_nowcast(bb: Backbone, path, **meta) -> Path:
-    "Save a nowcasting backbone as safetensors + JSON with `role: 'nowcast'`, atomically; returns the .safetensors path"
-    path = Path(path).with_suffix('.safetensors')
-    save_tensors(path, bb.net.state_dict())
-    info = dict(bb.meta, **meta, arch='nowcast-unet', arch_kwargs=bb.net.config, prediction=bb.prediction, path=bb.path.config(),
-                weights_hash=weights_hash(bb), role='nowcast', sha256=file_sha256(path))
-    write_json(path.with_suffix('.json'), info)
-    return path
-
-def load_nowcast(spec='rain-nowcast', device=None) -> Backbone:
-    "Load a nowcasting backbone (a shipped name or a .safetensors path), role and hash checked"
-    p = Path(spec)
-    path = WEIGHTS_DIR / f'{spec}.safetensors' if p.suffix != '.safetensors' and not p.exists() else p.with_suffix('.safetensors')
-    if not path.with_suffix('.json').exists():
-        raise FileNotFoundError(f"No nowcasting model {spec!r}: {path.with_suffix('.json')} is missing")
-    role = json.loads(path.with_suffix('.json').read_text()).get('role')
-    if role != 'nowcast': raise ValueError(f"{path.with_suffix('.json')} does not describe a nowcasting model (role={role!r})")
-    bb = load_checkpoint_backbone(path)
-    return bb.to(get_device(device)) if device is not None else bb
-
-def make_nowcast_shipped(name: str = 'rain-nowcast', out_dir=None, device=None, progress: bool = True, **overrides) -> Path:
-    "Train the shipped nowcasting backbone from its recorded recipe and save it; returns the .safetensors path"
-    if name not in NOWCAST_SHIPPED: raise ValueError(f"Unknown nowcasting model {name!r}; valid: {', '.join(NOWCAST_SHIPPED)}")
-    r = dict(NOWCAST_SHIPPED[name], **overrides)
+@recipe(NOWCAST_SHIPPED)
+def nowcast_recipe(name: str, # a key of NOWCAST_SHIPPED
+                   r: dict, # its settings, with any overrides
+                   out: Path, # the folder `zoo.make` writes to
+                   device=None, progress: bool = True) -> tuple:
+    "Train the shipped nowcasting backbone from its recipe; returns it and what `zoo.save` records"
     past, future = nowcast_data(r['n_train'], r['n_past'], r['n_future'], seed=r['data_seed'], size=r['size'])
-    threads = torch.get_num_threads()
-    if r.get('threads'): torch.set_num_threads(r['threads'])      # the thread count is part of the recipe: CPU sums depend on it
-    try:
-        bb = fit_nowcast(past, future, steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'], arch_kwargs=r['arch_kwargs'],
-                         snr_cap=r['snr_cap'], ema=r['ema'], device=device, progress=progress)
-        used = torch.get_num_threads()
-    finally: torch.set_num_threads(threads)
-    out = Path(out_dir) if out_dir is not None else WEIGHTS_DIR
-    return save_nowcast(bb, out / name, name=name, data='rain-cells', n_train=r['n_train'], data_seed=r['data_seed'], threads=used,
-                        device=str(get_device(device)), value_range='[-1, 1] = VIL / 127.5 - 1', condition=['past'],
-                        command=f'python -c "from spanlift_nb.nowcast import make_nowcast_shipped; make_nowcast_shipped({name!r})"')
+    bb = fit_nowcast(past, future, steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'], arch_kwargs=r['arch_kwargs'],
+                     snr_cap=r['snr_cap'], ema=r['ema'], device=device, progress=progress)
+    return bb, dict(arch='nowcast-unet', arch_kwargs=bb.net.config, role='nowcast', data='rain-cells', n_train=r['n_train'],
+                    data_seed=r['data_seed'], value_range='[-1, 1] = VIL / 127.5 - 1', condition=['past'])
 
 # %% ../nbs/tutorials/nowcasting.ipynb #7124ca15
 @dataclass

@@ -8,8 +8,8 @@ Docs: https://spanlift.github.io/spanlift-nb/scalar.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn, Tensor
-from .core import GaussianPath, Backbone, ModelOutput, as_backbone
-from .solvers import get_solver, make_grid, check_grid, SpanTable, run_table
+from .core import GaussianPath, Backbone, ModelOutput, as_backbone, check_grid
+from .solvers import get_solver, make_grid, SpanTable, run_table
 
 # %% auto #0
 __all__ = ['LearnedSolver', 'MonotoneGrid', 'ScalarSolver']
@@ -74,5 +74,4 @@ class ScalarSolver(LearnedSolver):
 
     @classmethod
     def from_config(cls, c: dict, path: GaussianPath | None = None):
-        from spanlift_nb.core import _path_from_config
-        return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))
+        return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))

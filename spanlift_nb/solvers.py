@@ -12,28 +12,15 @@ from typing import Callable
 import torch
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
-from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe
+from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe, check_grid
 
 # %% auto #0
-__all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'check_grid', 'grid_uniform',
-           'grid_quadratic', 'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint',
-           'rk4', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step',
-           'run_table', 'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
+__all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'grid_uniform', 'grid_quadratic',
+           'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint', 'rk4', 'ipndm',
+           'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step', 'run_table',
+           'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
 # %% ../nbs/03_solvers.ipynb #5eb4ffe3
-def check_grid(grid: Tensor) -> Tensor:
-    "Refuse a grid that holds NaN/Inf, has fewer than two points, or is not strictly decreasing"
-    grid = torch.as_tensor(grid, dtype=torch.float64)
-    if grid.ndim != 1 or len(grid) < 2: raise ValueError(f"A time grid needs at least 2 points in a 1-D tensor, got shape {tuple(grid.shape)}")
-    if not torch.isfinite(grid).all(): raise ValueError(f"The time grid holds NaN or Inf: {grid.tolist()}")
-    if not (grid[1:] < grid[:-1]).all(): raise ValueError(f"The time grid must be strictly decreasing (noise to data): {grid.tolist()}")
-    return grid
-
-def _lo(path, t_lo):
-    "The last positive time of a sigma/lambda grid"
-    if t_lo is not None: return t_lo
-    return path.t_min if path.t_min > 0 else (2e-3 if path.kind == 'edm' else 1e-3 * path.t_max)
-
 def _finish(path, inner, n):
     "Append t_min when the inner grid stops short of it, and pin both ends exactly"
     g = inner if path.t_min > 0 else torch.cat([inner, inner.new_tensor([path.t_min])])
@@ -54,7 +41,7 @@ def grid_karras(path: GaussianPath, n: int, rho: float = 7.0, t_lo: float | None
     sig = lambda t: path.sigma(torch.as_tensor(t, dtype=torch.float64))
     m = n if path.t_min > 0 else n - 1
     if m < 1: return grid_uniform(path, n)
-    smax, smin = sig(path.t_max), sig(_lo(path, t_lo))
+    smax, smin = sig(path.t_max), sig(path.last_positive_time(t_lo))
     s = (smax**(1 / rho) + torch.linspace(0, 1, m + 1, dtype=torch.float64) * (smin**(1 / rho) - smax**(1 / rho)))**rho
     t = _t_of_sigma(path, s)
     return _finish(path, t, n)
@@ -69,7 +56,7 @@ def grid_logsnr(path: GaussianPath, n: int, t_lo: float | None = None, lam_min: 
     if m < 1: return grid_uniform(path, n)
     l0 = path.lam(torch.tensor(path.t_max, dtype=torch.float64))
     if not torch.isfinite(l0): l0 = torch.tensor(lam_min, dtype=torch.float64)
-    l1 = path.lam(torch.tensor(_lo(path, t_lo), dtype=torch.float64))
+    l1 = path.lam(torch.tensor(path.last_positive_time(t_lo), dtype=torch.float64))
     return _finish(path, path.t_of_lam(torch.linspace(float(l0), float(l1), m + 1, dtype=torch.float64)), n)
 
 SCHEDULES = dict(uniform=grid_uniform, karras=grid_karras, logsnr=grid_logsnr, quadratic=grid_quadratic)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 import torch
 from torch import Tensor
-from .core import as_backbone
-from .solvers import SpanTable, get_solver, make_grid, check_grid, run_table, _lo
+from .core import as_backbone, check_grid
+from .solvers import SpanTable, get_solver, make_grid, run_table
 from .teacher import teacher_solve, needs_stop, DEFAULT_TEACHER
 
 # %% auto #0
@@ -77,7 +77,7 @@ def teacher_transport(model, # a backbone
     bb = as_backbone(model)
     solve = getattr(bb.net, 'solve', None)
     if callable(solve): return lambda x, t_from, t_to: solve(x, t_from, t_to)
-    stop = _lo(bb.path, None)
+    stop = bb.path.last_positive_time()
     def transport(x, t_from, t_to):
         if needs_stop(bb, t_to) and t_from <= stop * (1 + 1e-9):   # nothing left to integrate: only the final Euler step onto sigma = 0
             return x + (t_to - t_from) * bb(x, t_from).velocity

@@ -12,11 +12,10 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe
+from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe, append_dims, timestep_embedding
 from .solvers import SpanTable
 from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
-from .backbones import timestep_embedding
 
 # %% auto #0
 __all__ = ['FiLMBlock', 'ResidualOperator', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost', 'CorrectionSplit',
@@ -66,7 +65,7 @@ class ResidualOperator(nn.Module):
 # %% ../nbs/06_spanlift.ipynb #242d3c5d
 def _rms(x: Tensor) -> Tensor:
     "Per-sample RMS, shaped to broadcast against x"
-    return x.flatten(1).pow(2).mean(1).add(1e-12).sqrt().view(-1, *([1] * (x.ndim - 1)))
+    return append_dims(x.flatten(1).pow(2).mean(1).add(1e-12).sqrt(), x)
 
 def buffer_features(X: list, V: list, k: int, path: GaussianPath, times: Tensor, history: int = 2, denoised: bool = True):
     "The operator's normalised input for new state k: X_{k-1}, V_{k-1..k-history}, D_{k-1}"
@@ -140,8 +139,7 @@ def config(self: SpanLift) -> dict:
 
 @patch(cls_method=True)
 def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
-    from spanlift_nb.core import _path_from_config
-    return cls(c['base'], c['nfe'], path or _path_from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
+    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
                c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False))
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d

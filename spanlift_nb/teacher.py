@@ -14,7 +14,7 @@ from torch import Tensor
 from torchdiffeq import odeint
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, as_backbone, count_nfe, weights_hash, save_tensors, load_tensors, get_device, sample_shape)
-from .solvers import sample, start_noise, _lo
+from .solvers import sample, start_noise
 
 # %% auto #0
 __all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'needs_stop', 'teacher_solve', 'default_cache_dir', 'TeacherPairs', 'pairs_config',
@@ -36,7 +36,7 @@ def teacher_solve(model, x: Tensor, # the state at t_from
     "Carry `x` from `t_from` to `t_to` accurately along the backbone's probability-flow ODE"
     model = as_backbone(model); p = model.path
     t_from = p.t_max if t_from is None else float(t_from); t_to = p.t_min if t_to is None else float(t_to)
-    stop = _lo(p, None) if needs_stop(model, t_to) else t_to
+    stop = p.last_positive_time() if needs_stop(model, t_to) else t_to
     if method == 'heun':
         if (t_from, t_to) != (p.t_max, p.t_min): raise ValueError("the Heun teacher covers the whole path; use method='dopri5' for part of it")
         return sample(model, x, 'heun', 2 * steps - 1, schedule='karras' if p.kind == 'edm' else None)

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, get_device, weights_hash, save_tensors, load_tensors,
                               write_json, in_test)
+from .backbones import warmup_cosine
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
 from .metrics import teacher_rmse
@@ -177,10 +178,8 @@ def init_distributed() -> tuple:
     return 0, 1
 
 def _lr_lambda(cfg: TrainConfig):
-    def f(step):
-        if step < cfg.warmup: return (step + 1) / cfg.warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))))
-    return f
+    "The learning-rate factor of each step: `backbones.warmup_cosine`, decaying to 0"
+    return lambda step: warmup_cosine(step, cfg.steps, cfg.warmup, floor=0.0)
 
 class _Stop:
     "Turns SIGINT/SIGTERM into a flag the training loop checks after each step"

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 import ipywidgets as widgets
-from .core import Backbone, load_backbone, shipped_backbones, sample_shape, get_device, count_nfe
+from .core import Backbone, sample_shape, get_device, count_nfe
+from .zoo import load_backbone, shipped, info
 from .solvers import SOLVERS, get_solver, sample
 from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .span import span_decomposition, SpanReport
@@ -114,7 +115,7 @@ def solver_view(backbone, # a shipped name, any `load_backbone` spec, or a `Back
     "Samples of `solver` at `nfe` beside the teacher from the same noise, with teacher RMSE, PSNR and measured NFE; `error` if the budget cannot be spent"
     bb = get_backbone(backbone); pairs = explorer_teacher(bb, n, seed)
     v = dict(backbone=str(backbone if not isinstance(backbone, Backbone) else bb.meta.get('name', 'backbone')), solver=solver,
-             nfe_asked=int(nfe), teacher=pairs.target, samples=None, rmse=None, psnr=None, nfe=None, error=None)
+             nfe_asked=int(nfe), teacher=pairs.target, samples=None, rmse=None, psnr=None, nfe=None, error=None, show=bb.to_images)
     try: get_solver(solver).steps_for_nfe(int(nfe))
     except ValueError as e: return dict(v, error=str(e))
     with torch.no_grad(), count_nfe(bb) as c: x = sample(bb, pairs.noise.to(_device(bb)), solver, int(nfe)).float().cpu()
@@ -125,10 +126,11 @@ def solver_figure(view: dict):
     import matplotlib.pyplot as plt
     from spanlift_nb.data import show_images
     fig, axs = plt.subplots(1, 2, figsize=(7, 3.6))
+    show = view.get('show', lambda x: x)                     # a latent model's samples are decoded to images
     nrow = max(1, int(len(view['teacher']) ** 0.5))
     if view.get('error'): axs[0].text(0.5, 0.5, view['error'], ha='center', va='center', wrap=True, color='firebrick'); axs[0].set_axis_off()
-    else: show_images(view['samples'], nrow, f"{view['solver']}, NFE {view['nfe']}: RMSE {view['rmse']:.4f}", axs[0])
-    show_images(view['teacher'], nrow, 'teacher (dopri5)', axs[1])
+    else: show_images(show(view['samples']), nrow, f"{view['solver']}, NFE {view['nfe']}: RMSE {view['rmse']:.4f}", axs[0])
+    show_images(show(view['teacher']), nrow, 'teacher (dopri5)', axs[1])
     fig.tight_layout()
     return fig
 
@@ -137,9 +139,9 @@ def _solver_summary(v):
             f"teacher RMSE <b>{v['rmse']:.4f}</b> &nbsp;·&nbsp; PSNR {v['psnr']:.1f} dB")
 
 # %% ../nbs/10_widgets.ipynb #7dde085c
-def _options(backbones):
-    "Dropdown options from a list of specs or a {label: spec or Backbone} dict (default: the shipped backbones)"
-    backbones = shipped_backbones() if backbones is None else backbones
+def _options(backbones, latents: bool = True):
+    "Dropdown options from a list of specs or a {label: spec or Backbone} dict (default: the shipped backbones, latent ones if `latents`)"
+    if backbones is None: backbones = [b for b in shipped('backbone') if latents or not info(b).get('autoencoder')]
     opts = list(backbones.items()) if isinstance(backbones, dict) else [(str(b), b) for b in backbones]
     if not opts: raise ValueError("no backbones to explore: pass backbones=[...] (shipped names, checkpoint paths or Backbones)")
     return opts
@@ -209,14 +211,14 @@ def _span_summary(v):
     return (f"<b>{v['solver']}</b>, NFE {v['nfe']}, row {v['row']} (t {v['t_from']:.3g} → {v['t_to']:.3g}), sample {v['index']}: "
             f"out of span <b>{v['frac']:.2%}</b> of the step (mean over samples {v['frac_mean']:.2%}), in span {v['in_frac']:.2%}")
 
-def span_explorer(backbones=None, # specs, or {label: spec or Backbone}; default: the shipped backbones
+def span_explorer(backbones=None, # specs, or {label: spec or Backbone}; default: the shipped pixel-space backbones
                   solver: str = 'dpmpp_2m', nfe: int = 4, # the starting base run
                   n: int = 4, seed: int = 0) -> Explorer: # samples in the run and their noise seed
     "A widget: step through the rows of a base run and see the teacher's increment, its in-span part and its out-of-span remainder"
     row = widgets.IntSlider(value=1, min=1, max=nfe, description='row k', continuous_update=False)
     nfe_w = widgets.IntSlider(value=nfe, min=1, max=12, description='NFE', continuous_update=False)
     nfe_w.observe(lambda ch: setattr(row, 'max', max(1, ch['new'])), names='value')   # before the Explorer's own observer
-    controls = dict(backbone=widgets.Dropdown(options=_options(backbones), description='backbone'),
+    controls = dict(backbone=widgets.Dropdown(options=_options(backbones, latents=False), description='backbone'),
                     solver=widgets.Dropdown(options=list(SOLVERS), value=solver, description='solver'), nfe=nfe_w, row=row,
                     index=widgets.IntSlider(value=0, min=0, max=n - 1, description='sample', continuous_update=False))
     return Explorer(controls, functools.partial(span_view, n=n, seed=seed), span_figure, _span_summary, 'Span explorer')
@@ -247,7 +249,7 @@ def spanlift_view(spanlift, # a trained `SpanLift` (or a checkpoint path)
             sl.strength = float(strength)
             with count_nfe(bb) as c: x = sl(bb, z).float().cpu()
         finally: sl.strength = old
-    return dict(strength=float(strength), base=base, spanlift=x, teacher=pairs.target, nfe=c.n, base_name=sl.base.name,
+    return dict(strength=float(strength), base=base, spanlift=x, teacher=pairs.target, nfe=c.n, base_name=sl.base.name, show=bb.to_images,
                 rmse_base=teacher_rmse(base, pairs.target), rmse_spanlift=teacher_rmse(x, pairs.target), error=None)
 
 def strength_curve(spanlift, backbone, strengths=tuple(i / 10 for i in range(11)), n: int = 16, seed: int = HELD_OUT_SEED) -> list:
@@ -260,10 +262,10 @@ def spanlift_figure(view: dict, curve: list | None = None):
     import matplotlib.pyplot as plt
     from spanlift_nb.data import show_images
     fig, axs = plt.subplots(1, 4 if curve else 3, figsize=(13 if curve else 10, 3.6))
-    nrow = max(1, int(len(view['teacher']) ** 0.5))
-    show_images(view['base'], nrow, f"base {view['base_name']}: RMSE {view['rmse_base']:.4f}", axs[0])
-    show_images(view['spanlift'], nrow, f"SpanLift, strength {view['strength']:.2f}: RMSE {view['rmse_spanlift']:.4f}", axs[1])
-    show_images(view['teacher'], nrow, 'teacher', axs[2])
+    nrow, show = max(1, int(len(view['teacher']) ** 0.5)), view.get('show', lambda x: x)
+    show_images(show(view['base']), nrow, f"base {view['base_name']}: RMSE {view['rmse_base']:.4f}", axs[0])
+    show_images(show(view['spanlift']), nrow, f"SpanLift, strength {view['strength']:.2f}: RMSE {view['rmse_spanlift']:.4f}", axs[1])
+    show_images(show(view['teacher']), nrow, 'teacher', axs[2])
     if curve:
         axs[3].plot(*zip(*curve), 'o-', ms=3, label='SpanLift')
         axs[3].axhline(view['rmse_base'], color='gray', ls='--', label='base')

@@ -1,14 +1,10 @@
 "diffusers adapters seen from outside the notebook: a fresh process without diffusers, and folders and checkpoints through `load_backbone` and the CLI."
-import inspect, json, os, subprocess, sys
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 import torch
-from spanlift_nb import core
-
-FOLDER_HOOK = 'load_folder' in inspect.getsource(core.load_backbone)
-ARCH_HOOK = 'spanlift_nb.adapters' in inspect.getsource(core.load_checkpoint_backbone)
-needs_folder_hook = pytest.mark.skipif(not FOLDER_HOOK, reason="core.load_backbone does not yet send directories to adapters.load_folder")
-needs_arch_hook = pytest.mark.skipif(not ARCH_HOOK, reason="core.load_checkpoint_backbone does not yet import spanlift_nb.adapters")
+from spanlift_nb import zoo
+from spanlift_nb.core import sample_shape
 
 def py(code, **env):
     e = dict(os.environ, OMP_NUM_THREADS='1', **env)
@@ -35,12 +31,10 @@ def folders(tmp_path_factory):
     d.EDMEulerScheduler().save_pretrained(root / 'edm' / 'scheduler')
     return root
 
-@needs_folder_hook
 def test_load_backbone_takes_a_folder(folders):
-    bb = core.load_backbone(str(folders / 'ddpm'))
-    assert (bb.path.kind, bb.prediction, core.sample_shape(bb)) == ('vp', 'eps', (3, 8, 8))
+    bb = zoo.load_backbone(str(folders / 'ddpm'))
+    assert (bb.path.kind, bb.prediction, sample_shape(bb)) == ('vp', 'eps', (3, 8, 8))
 
-@needs_folder_hook
 def test_cli_samples_a_diffusers_folder(folders, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1', SPANLIFT_CACHE=str(tmp_path / 'cache'), MPLBACKEND='Agg')
     p = subprocess.run(['spanlift', 'sample', '--backbone', str(folders / 'ddpm'), '--base', 'ddim', '--nfe', '3', '--n', '4',
@@ -49,14 +43,13 @@ def test_cli_samples_a_diffusers_folder(folders, tmp_path):
     r = json.loads(p.stdout)
     assert r['nfe'] == 3 and r['shape'] == [3, 8, 8]
 
-@needs_arch_hook
 def test_converted_checkpoint_loads_in_a_fresh_process(folders, tmp_path):
-    from spanlift_nb.adapters import load_diffusers, save_checkpoint
+    from spanlift_nb.adapters import load_diffusers, diffusers_arch_kwargs
     bb = load_diffusers(folders / 'edm')
-    ck = save_checkpoint(bb, tmp_path / 'edm.safetensors')
+    ck = zoo.save(tmp_path / 'edm', bb, arch='diffusers', arch_kwargs=diffusers_arch_kwargs(bb.net), role='backbone')
     x, s = torch.randn(2, 3, 8, 8), torch.tensor([5.0, 0.2])
     torch.save(dict(x=x, s=s, d=bb(x, s).value), tmp_path / 'ref.pt')
-    p = py("import torch; from spanlift_nb.core import load_backbone\n"          # no import of spanlift_nb.adapters here
+    p = py("import torch; from spanlift_nb.zoo import load_backbone\n"           # no import of spanlift_nb.adapters here
            f"bb = load_backbone({str(ck)!r}); r = torch.load({str(tmp_path / 'ref.pt')!r})\n"
            "print(float((bb(r['x'], r['s']).value - r['d']).abs().max()))")
     assert p.returncode == 0, p.stderr
