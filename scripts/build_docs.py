@@ -91,10 +91,10 @@ class _Client(NotebookClient):
         if cell_index not in self._run: return cell
         return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
-def kernel_env(extra: dict | None = None) -> dict:
-    "The kernel's environment: ours, with `IN_TEST=1`, and without `MPLBACKEND` so that figures show inline as in Jupyter"
-    env = {k: v for k, v in os.environ.items() if k != 'MPLBACKEND'}
-    env.update({'IN_TEST': '1', 'PYDEVD_DISABLE_FILE_VALIDATION': '1'}, **(extra or {}))
+def kernel_env(extra: dict | None = None, in_test: bool = True) -> dict:
+    "The kernel's environment: ours, with `IN_TEST=1` (unless `in_test` is false), and without `MPLBACKEND` so that figures show inline"
+    env = {k: v for k, v in os.environ.items() if k not in ('MPLBACKEND', 'IN_TEST')}
+    env.update({'PYDEVD_DISABLE_FILE_VALIDATION': '1'}, **({'IN_TEST': '1'} if in_test else {}), **(extra or {}))
     return env
 
 def cells_to_run(path: Path, flags=None) -> set[int]:
@@ -102,7 +102,7 @@ def cells_to_run(path: Path, flags=None) -> set[int]:
     from nbdev.test import nb_test_cells
     return {c.idx_ for c in nb_test_cells(path, skip_flags=skip_flags() if flags is None else flags)}
 
-async def aexecute_notebook(path, timeout: int | None = None, env: dict | None = None, flags=None):
+async def aexecute_notebook(path, timeout: int | None = None, env: dict | None = None, flags=None, in_test: bool = True):
     "Run the notebook at `path` in a fresh ipykernel kernel in its folder; return the executed notebook or raise `NotebookFailed`"
     path = Path(path).resolve()
     nb = nbformat.read(path, as_version=4)
@@ -110,7 +110,7 @@ async def aexecute_notebook(path, timeout: int | None = None, env: dict | None =
                      timeout=timeout or cell_timeout(), startup_timeout=120, allow_errors=False, record_timing=False,
                      extra_arguments=['--IPKernelApp.log_level=ERROR'],   # not its TCP-without-encryption warning
                      resources={'metadata': {'path': str(path.parent)}})
-    try: await client.async_execute(env=kernel_env(env))
+    try: await client.async_execute(env=kernel_env(env, in_test))
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e: why = _ansi.sub('', str(e))
     except Exception as e: why = f'the kernel could not run it: {type(e).__name__}: {e}'   # e.g. it did not start
     else: return nb

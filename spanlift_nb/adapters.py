@@ -15,9 +15,8 @@ from .backbones import EDMPrecond
 
 # %% auto #0
 __all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'DiffusersNet', 'is_diffusers_folder', 'find_components',
-           'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers', 'load_folder', 'with_condition',
-           'grid_from_timesteps', 'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch',
-           'diffusers_arch_kwargs']
+           'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers', 'load_folder', 'grid_from_timesteps',
+           'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch', 'diffusers_arch_kwargs']
 
 # %% ../nbs/02b_adapters.ipynb #8b7bef37
 INSTALL_HINT = 'pip install "spanlift-nb[diffusers]"'
@@ -146,33 +145,6 @@ def load_folder(folder, device=None) -> Backbone:
     "Load a backbone from a folder (today: a diffusers `save_pretrained` folder); `zoo.load_backbone` calls this for directories"
     if is_diffusers_folder(folder): return load_diffusers(folder, device=device)
     raise ValueError(f"{folder} is not a backbone folder: expected a diffusers folder (model_index.json, config.json, unet/ or transformer/)")
-
-# %% ../nbs/02b_adapters.ipynb #0fd3bc53
-class _Conditioned(nn.Module):
-    "A network with keyword conditioning bound to it"
-    def __init__(self, net: nn.Module, cond: dict):
-        super().__init__()
-        self.net, self.names, self.other = net, [], {}
-        for k, v in cond.items():
-            if isinstance(v, (int, float)) or (isinstance(v, (list, tuple)) and all(isinstance(e, (int, float)) for e in v)): v = torch.as_tensor(v)
-            if torch.is_tensor(v): self.register_buffer(f'cond_{k}', v); self.names.append(k)
-            else: self.other[k] = v
-
-    def _fit(self, k: str, b: int) -> Tensor:
-        v = getattr(self, f'cond_{k}')
-        if v.ndim == 0 or len(v) == 1: return v.reshape(1, *v.shape[1:]).expand(b, *v.shape[1:])
-        if len(v) != b: raise ValueError(f"condition {k!r} holds {len(v)} entries but the batch has {b}: pass one per sample, or a single one for all")
-        return v
-
-    def forward(self, x: Tensor, t: Tensor, **cond) -> Tensor:
-        return self.net(x, t, **{k: self._fit(k, x.shape[0]) for k in self.names}, **self.other, **cond)
-
-def with_condition(backbone, # a Backbone (or anything `as_backbone` accepts)
-                   **cond) -> Backbone: # keyword conditioning for the network, e.g. `class_labels=labels`
-    "A view of `backbone` whose network receives `cond` on every call, so any solver can sample it"
-    bb = as_backbone(backbone)
-    return Backbone(_Conditioned(bb.net, cond), bb.path, bb.prediction, bb.time_map, bb.out_sign,
-                    dict(bb.meta, condition=sorted(cond)))
 
 # %% ../nbs/02b_adapters.ipynb #6dee71d1
 def grid_from_timesteps(timesteps, # a scheduler's discrete timesteps k, decreasing

@@ -14,9 +14,10 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
-           'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'atomic_write', 'write_json',
-           'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape',
-           'check_grid', 'timestep_embedding']
+           'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'fit_condition',
+           'with_condition', 'with_guidance', 'conditioned_view', 'atomic_write', 'write_json', 'save_tensors',
+           'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape', 'check_grid',
+           'timestep_embedding']
 
 # %% ../nbs/00_core.ipynb #e850cee8
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -256,6 +257,109 @@ def as_backbone(model, # a `Backbone`, an `nn.Module` or any callable `f(x, t)`
     p = path or GaussianPath('vp', alphas_cumprod=alphas_cumprod)
     tm = vp_timestep(alphas_cumprod) if alphas_cumprod is not None else None
     return Backbone(net, p, 'eps' if kind == 'vp-eps' else 'v', tm, 1.0, meta)
+
+# %% ../nbs/00_core.ipynb #bea0c818
+class _Conditioned(nn.Module):
+    "A network with keyword conditioning bound to it"
+    def __init__(self, net: nn.Module, cond: dict):
+        super().__init__()
+        self.net, self.names, self.other = net, [], {}
+        for k, v in cond.items():
+            if isinstance(v, (int, float)) or (isinstance(v, (list, tuple)) and all(isinstance(e, (int, float)) for e in v)): v = torch.as_tensor(v)
+            if torch.is_tensor(v): self.register_buffer(f'cond_{k}', v); self.names.append(k)
+            else: self.other[k] = v
+
+    def _fit(self, k: str, b: int) -> Tensor:
+        return fit_condition(getattr(self, f'cond_{k}'), b, k)
+
+    def bound(self, b: int, skip=()) -> dict:
+        "The bound conditioning (this view's and any it wraps), fitted to a batch of `b` samples, less the keywords in `skip`"
+        inner = self.net.bound(b, skip) if isinstance(self.net, _Conditioned) else {}
+        return {**inner, **{k: self._fit(k, b) for k in self.names if k not in skip}, **{k: v for k, v in self.other.items() if k not in skip}}
+
+    def forward(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        return self.net(x, t, **self.bound(x.shape[0], skip=cond), **cond)
+
+def fit_condition(v: Tensor, b: int, name: str = 'condition') -> Tensor:
+    "A condition tensor with one entry per sample of a batch of `b`: a single entry is repeated, `b` entries pass"
+    v = torch.as_tensor(v)
+    if v.ndim == 0 or len(v) == 1: return v.reshape(1, *v.shape[1:]).expand(b, *v.shape[1:])
+    if len(v) != b: raise ValueError(f"condition {name!r} holds {len(v)} entries but the batch has {b}: pass one per sample, or a single one for all")
+    return v
+
+def with_condition(backbone, # a Backbone (or anything `as_backbone` accepts)
+                   **cond) -> Backbone: # keyword conditioning for the network, e.g. `class_labels=labels`
+    "A view of `backbone` whose network receives `cond` on every call, so any solver can sample it"
+    bb = as_backbone(backbone)
+    return Backbone(_Conditioned(bb.net, cond), bb.path, bb.prediction, bb.time_map, bb.out_sign,
+                    dict(bb.meta, condition=sorted(set(bb.meta.get('condition', [])) | set(cond))))
+
+# %% ../nbs/00_core.ipynb #a162089b
+class _Guided(nn.Module):
+    "A conditioned backbone under classifier-free guidance: conditional and null predictions from one batched call"
+    is_backbone = True
+    def __init__(self, bb: Backbone, scale: float, null: dict):
+        super().__init__()
+        self.bb, self.scale, self.null, self.forward_passes = bb, scale, null, 0
+        self.register_buffer('guidance', torch.tensor(scale, dtype=torch.float64))   # enters weights_hash
+        self.meta = dict(bb.meta, guidance=scale, forward_passes_per_nfe=2)
+    @property
+    def path(self): return self.bb.path
+    @property
+    def prediction(self): return self.bb.prediction
+    @property
+    def nfe(self): return self.bb.nfe
+
+    def forward(self, x: Tensor, t, **cond) -> ModelOutput:
+        b, c = x.shape[0], {**self.bb.net.bound(x.shape[0]), **cond}
+        def pair(k, v):
+            if not torch.is_tensor(v): return v
+            u = fit_condition(torch.as_tensor(self.null[k], dtype=v.dtype, device=v.device), b, k) if k in self.null else v
+            return torch.cat([fit_condition(v, b, k), u])
+        tt = torch.as_tensor(t)
+        out = self.bb(torch.cat([x, x]), torch.cat([tt, tt]) if tt.ndim == 1 else t, **{k: pair(k, v) for k, v in c.items()})
+        self.forward_passes += 2                      # network passes per sample: two per NFE
+        vc, vu = out.value.chunk(2)
+        return ModelOutput(x, t, vu + self.scale * (vc - vu), self.bb.prediction, self.bb.path)
+
+    def extra_repr(self): return f"scale={self.scale}, null={self.null}"
+
+# %% ../nbs/00_core.ipynb #24185aba
+def _null_condition(bb: Backbone, null) -> dict:
+    "The null condition of a conditioned backbone as {keyword: value}"
+    m = bb.meta; keys = list(m.get('condition', []))
+    if not keys or not isinstance(bb.net, _Conditioned):
+        why = f"its metadata names {m['num_classes']} classes but no labels are bound" if 'num_classes' in m else "it has no condition keyword and no num_classes in its metadata"
+        raise ValueError(f"guidance needs a conditional backbone: {why}; bind the condition first, with_guidance(with_condition(bb, class_labels=y), scale)")
+    if isinstance(null, dict): out = dict(null)
+    elif null is not None:
+        if len(keys) != 1: raise ValueError(f"this backbone has several conditions ({', '.join(keys)}): pass null as {{keyword: value}}")
+        out = {keys[0]: null}
+    elif 'null_class' in m or 'num_classes' in m: out = {('class_labels' if 'class_labels' in keys else keys[0]): m.get('null_class', m.get('num_classes'))}
+    else: raise ValueError(f"no null condition for {', '.join(keys)}: pass null= (the unconditional value), or record num_classes in the backbone's metadata")
+    if (bad := set(out) - set(keys)): raise ValueError(f"null names {', '.join(sorted(bad))}, which this backbone is not conditioned on ({', '.join(keys)})")
+    return out
+
+def with_guidance(backbone, # a conditioned Backbone, e.g. `with_condition(bb, class_labels=y)`
+                  scale: float, # the guidance scale w >= 0 (1: plain conditional sampling)
+                  null=None): # the null condition: {keyword: value}, a value for the one keyword, or None (from meta)
+    "A view of `backbone` under classifier-free guidance `v_u + w (v_c - v_u)`, one NFE per evaluation"
+    try: w = float(scale)
+    except (TypeError, ValueError): raise ValueError(f"the guidance scale must be a number, got {scale!r}") from None
+    if not math.isfinite(w) or w < 0: raise ValueError(f"the guidance scale must be a finite number >= 0, got {scale}")
+    bb = as_backbone(backbone)
+    if isinstance(bb, _Guided): raise ValueError("this backbone is already guided: apply with_guidance once, to the conditioned backbone")
+    return _Guided(bb, w, _null_condition(bb, null))
+
+# %% ../nbs/00_core.ipynb #3194757d
+def conditioned_view(backbone, # a Backbone (or anything `as_backbone` accepts)
+                     cond: dict | None = None, # per-sample conditioning for one batch, e.g. {'class_labels': y}
+                     guidance: float | None = None, # a classifier-free guidance scale, or None
+                     null=None) -> Backbone: # the null condition for guidance (see `with_guidance`)
+    "The backbone a solver sees for one batch: `cond` bound by `with_condition`, then guided by `with_guidance` when a scale is given"
+    bb = as_backbone(backbone)
+    if cond: bb = with_condition(bb, **cond)
+    return bb if guidance is None else with_guidance(bb, guidance, null)
 
 # %% ../nbs/00_core.ipynb #6f2d15ab
 @contextlib.contextmanager

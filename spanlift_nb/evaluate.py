@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, as_backbone, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
+from .core import (Backbone, as_backbone, conditioned_view, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
 from .zoo import load_backbone
 from .solvers import sample, get_solver, SOLVERS, BASE_SOLVERS
 from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
@@ -21,8 +21,8 @@ from .train import fit_solver, TrainConfig, SOLVER_LR
 from .metrics import teacher_rmse, psnr, clf_fid_kid
 
 # %% auto #0
-__all__ = ['DEMO_SIZES', 'dataset_of', 'run_method', 'score', 'pick_base', 'compare', 'results_markdown', 'plot_grids',
-           'quality_vs_nfe', 'save_figure', 'run_demo']
+__all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'results_markdown',
+           'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #b7c6b007
 def dataset_of(backbone) -> str | None:
@@ -30,25 +30,44 @@ def dataset_of(backbone) -> str | None:
     d = (getattr(backbone, 'meta', {}) or {}).get('data')
     return d if d in ('digits', 'fashion') else None
 
+def can_spend(base: str, nfe: int) -> bool:
+    "True when base solver `base` spends exactly `nfe` backbone calls on some grid"
+    s = get_solver(base)
+    return any(s.nfe_for_steps(k) == nfe for k in range(1, nfe + 1))
+
 def run_method(backbone, noise: Tensor, # the backbone and the shared starting noise
                solver: LearnedSolver | None = None, # a trained solver, or None for a base solver
                base: str | None = None, nfe: int | None = None, schedule: str | None = None, # the base solver
-               batch: int = 512, device=None) -> tuple:
-    "Samples of one method from `noise`, and its NFE per sample, measured on the backbone"
+               batch: int = 512, device=None,
+               cond: dict | None = None, # per-sample conditions, one row per noise row (class labels, past frames, ...)
+               guidance: float | None = None, null=None) -> tuple: # classifier-free guidance scale and null condition
+    "Samples of one method from `noise`, each batch with its rows' conditions, and its NFE per sample, measured on the backbone"
     bb = as_backbone(backbone); dev = get_device(device); bb.to(dev)
     if solver is None and (base is None or nfe is None): raise ValueError("give a trained `solver`, or a `base` name and an `nfe`")
+    if solver is not None and hasattr(solver, 'guidance') and solver.guidance != guidance:
+        raise ValueError(f"this solver was trained at guidance scale {solver.guidance}; it cannot run at {guidance}")
     if solver is not None: solver.to(dev).eval()
     outs, calls, chunks = [], 0, 0
     for i in range(0, len(noise), batch):
         z = noise[i:i + batch].to(dev)
-        with torch.no_grad(), count_nfe(bb) as c:
-            outs.append((solver(bb, z) if solver is not None else sample(bb, z, base, nfe, schedule=schedule)).float().cpu())
+        view = conditioned_view(bb, {k: v[i:i + batch].to(dev) for k, v in (cond or {}).items()}, guidance, null)
+        with torch.no_grad(), count_nfe(view) as c:
+            outs.append((solver(view, z) if solver is not None else sample(view, z, base, nfe, schedule=schedule)).float().cpu())
         calls, chunks = calls + c.n, chunks + 1
     return torch.cat(outs), calls / chunks
 
-def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool = True, seed: int = 0) -> dict:
-    "Teacher RMSE and PSNR, and classifier FID/KID with their real-vs-real floors where a classifier exists"
-    r = dict(teacher_rmse=teacher_rmse(samples, target), psnr=psnr(samples, target))
+def pairs_kw(pairs: TeacherPairs) -> dict:
+    "The conditions and guidance of `pairs`, as keyword arguments for `run_method`"
+    return dict(cond=pairs.cond, guidance=pairs.guidance, null=pairs.config.get('null'))
+
+def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool = True, seed: int = 0,
+          decode=None) -> dict: # maps samples to images (latent models): PSNR and FID/KID are then on decoded images
+    "Teacher RMSE in the model's own space; PSNR, and classifier FID/KID beside their real-vs-real floors, on (decoded) samples"
+    r = dict(teacher_rmse=teacher_rmse(samples, target))
+    if decode is not None:
+        samples, target = decode(samples), decode(target)
+        r.update(rmse_space='latent', decoded_rmse=teacher_rmse(samples, target))
+    r['psnr'] = psnr(samples, target)
     if fid and dataset is not None and len(samples) >= 2:
         split = 'all' if dataset == 'digits' else 'test'       # digits' test split is too small for a floor
         f = clf_fid_kid(samples, dataset, split=split, seed=seed)
@@ -56,78 +75,86 @@ def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool
     return r
 
 # %% ../nbs/08a_evaluate.ipynb #734d141c
-def _pairs(bb, n, seed, shape, teacher, cache_dir, device, progress):
-    return teacher_pairs(bb, n, seed=seed, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
-
 def pick_base(bb, val: TeacherPairs, nfe: int, bases, schedules=(None,)) -> list:
     "(base, schedule) pairs ranked by validation teacher RMSE at `nfe` (never looks at test data)"
-    errs = {}
-    for b in bases:
-        try: get_solver(b).steps_for_nfe(nfe)
-        except ValueError: continue
-        for sch in schedules:
-            errs[(b, sch)] = teacher_rmse(run_method(bb, val.noise, base=b, nfe=nfe, schedule=sch)[0], val.target)
+    errs = {(b, sch): teacher_rmse(run_method(bb, val.noise, base=b, nfe=nfe, schedule=sch, **pairs_kw(val))[0], val.target)
+            for b in bases if can_spend(b, nfe) for sch in schedules}
     return sorted(errs, key=errs.get)
 
-def _fit_row(method, solver, bb, train, val, test, steps, batch, lr, seed, dev, data, fid, progress, **extra):
+def _fit_row(method, solver, bb, train, val, test, steps, batch, lr, seed, dev, scorer, progress, **extra):
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr, val_every=max(steps // 10, 1), seed=seed)
     fit = fit_solver(solver, bb, train, val, cfg, device=dev, progress=progress)
-    xs, n = run_method(bb, test.noise, solver=fit.solver, device=dev)
+    xs, n = run_method(bb, test.noise, solver=fit.solver, device=dev, **pairs_kw(test))
     row = dict(method=method, base=solver.base.name, schedule=solver.config()['schedule'], nfe=n, train_seconds=fit.seconds,
-               val_rmse=fit.best_val, n_train=len(train.noise), **extra, **score(xs, test.target, data, fid, seed))
-    return row, fit.solver
+               val_rmse=fit.best_val, n_train=len(train.noise), **extra, **scorer(xs))
+    return row, fit.solver, xs
 
+def _scorer(test, data, fid, seed, decode, metrics):
+    "Scores of samples from `test.noise`: `score`, plus the caller's own `metrics(samples, test)`"
+    return lambda xs: dict(score(xs, test.target, data, fid, seed, decode), **(metrics(xs, test) if metrics is not None else {}))
+
+# %% ../nbs/08a_evaluate.ipynb #169d3f98
+def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> tuple:
+    "Training and validation pairs from `seed`, test pairs from `HELD_OUT_SEED`, each with its conditions; and the seconds they took"
+    t0 = time.time()
+    pairs, test = teacher_pairs(bb, n_train + n_val, seed=seed, cond=cond, **kw), teacher_pairs(bb, n_test, seed=HELD_OUT_SEED, cond=test_cond, **kw)
+    return (*pairs.split(n_val), test, time.time() - t0)
+
+def _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer, steps_scalar, steps_spanlift, batch, seed, dev, scorer, progress):
+    "Rows, solvers and samples of the learned-scalar solver and SpanLift over the picked bases (and the transferred operator)"
+    common, rows, solvers, samples = (bb, train, val, test), [], {}, {}
+    row, solvers['scalar'], samples['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar,
+                                                          batch, SOLVER_LR['scalar'], seed, dev, scorer, progress)
+    rows.append(row)
+    for j, (b, sch) in enumerate(picks):
+        name = 'spanlift' if j == 0 else f'spanlift-{b}'
+        row, solvers[name], samples[name] = _fit_row('spanlift', SpanLift(b, nfe, bb.path, shape, sch, **(spanlift_kw or {})), *common,
+                                                     steps_spanlift, batch, SOLVER_LR['spanlift'], seed, dev, scorer, progress)
+        rows.append(row)
+    if transfer and len(picks) > 1:
+        samples['transfer'], n = run_method(bb, test.noise, solver=solvers['spanlift'].with_base(*picks[1]), device=dev, **pairs_kw(test))
+        rows.append(dict(method='spanlift', base=picks[1][0], schedule=picks[1][1], transfer_from=picks[0][0], nfe=n, **scorer(samples['transfer'])))
+    return rows, solvers, samples
+
+# %% ../nbs/08a_evaluate.ipynb #2e362c96
 def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes) and the NFE budget
             bases=BASE_SOLVERS, # base solvers to report (on their default grids)
             base: str = 'best', # the base the learned solvers build on ('best': lowest validation RMSE, grid tuned)
             spanlift_bases: int = 1, # fit SpanLift over this many bases (the best ones, distinct solvers)
-            schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # grids tried when tuning the best base
+            schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # grids tried when tuning the best base ((None,): default grids)
             n_train: int = 4096, n_val: int = 512, n_test: int = 512, # teacher pairs
             steps_scalar: int = 300, steps_spanlift: int = 600, batch: int = 128, # training
             spanlift_kw: dict | None = None, # operator settings (width, blocks, history, ...)
             transfer: bool = False, # also apply the first SpanLift operator over the second base
             teacher: dict | None = None, cache_dir=None, device=None, fid: bool = True, progress: bool = True,
-            seed: int = 0) -> dict: # seed of the training pairs and fits (the test pairs use HELD_OUT_SEED)
-    "Fit and score base, learned-scalar and SpanLift solvers at one NFE from the same held-out noise"
+            seed: int = 0, # seed of the training pairs and fits (the test pairs use HELD_OUT_SEED)
+            cond: dict | None = None, test_cond: dict | None = None, # per-sample conditions of the train+val and of the test pairs
+            guidance: float | None = None, null=None, # classifier-free guidance, for the teacher and every method alike
+            decode=None, # maps samples to images before PSNR and classifier metrics (teacher RMSE stays in the model's space)
+            dataset: str | None = None, # the data set of the classifier metrics (default: the backbone's own)
+            metrics=None) -> dict: # `metrics(samples, test_pairs) -> dict`: extra scores for every row
+    "Fit and score base, learned-scalar and SpanLift solvers at one NFE from the same held-out noise and conditions"
     if seed == HELD_OUT_SEED: raise ValueError(f"seed {seed} is HELD_OUT_SEED, the noise of the test pairs: train on another seed")
     bb = load_backbone(backbone); dev = get_device(device); bb.to(dev)
-    shape, data, teacher = sample_shape(bb), dataset_of(bb), teacher or DEFAULT_TEACHER
-    t0 = time.time()
-    pairs = _pairs(bb, n_train + n_val, seed, shape, teacher, cache_dir, device, progress)
-    test = _pairs(bb, n_test, HELD_OUT_SEED, shape, teacher, cache_dir, device, progress)
-    t_pairs = time.time() - t0
-    train, val = pairs.split(n_val)
+    shape, data, teacher = sample_shape(bb), dataset or dataset_of(bb), teacher or DEFAULT_TEACHER
+    train, val, test, t_pairs = _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, shape=shape, cache_dir=cache_dir, device=device,
+                                               progress=progress, guidance=guidance, null=null, **teacher)
     ranked = pick_base(bb, val, nfe, bases, schedules) if base == 'best' else [(base, None)]
     picks = [ranked[0]] + [r for r in ranked if r[0] != ranked[0][0]][:max(spanlift_bases - 1, 0)]
-    rows, solvers = [], {}
-    for b in bases:
-        try: xs, n = run_method(bb, test.noise, base=b, nfe=nfe, device=dev)
-        except ValueError: continue                     # this base cannot spend exactly `nfe`
-        rows.append(dict(method='base', base=b, schedule=None, nfe=n, **score(xs, test.target, data, fid, seed)))
-    if base == 'best' and picks[0][1] is not None:
-        xs, n = run_method(bb, test.noise, base=picks[0][0], nfe=nfe, schedule=picks[0][1], device=dev)
-        rows.append(dict(method='base', base=picks[0][0], schedule=picks[0][1], tuned=True, nfe=n, **score(xs, test.target, data, fid, seed)))
-    common = (bb, train, val, test)
-    row, solvers['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar, batch, SOLVER_LR['scalar'],
-                                      seed, dev, data, fid, progress)
-    rows.append(row)
-    for j, (b, sch) in enumerate(picks):
-        row, sl = _fit_row('spanlift', SpanLift(b, nfe, bb.path, shape, sch, **(spanlift_kw or {})), *common, steps_spanlift, batch, SOLVER_LR['spanlift'],
-                           seed, dev, data, fid, progress)
-        rows.append(row); solvers['spanlift' if j == 0 else f'spanlift-{b}'] = sl
-    if transfer and len(picks) > 1:
-        moved = solvers['spanlift'].with_base(picks[1][0], picks[1][1])
-        xs, n = run_method(bb, test.noise, solver=moved, device=dev)
-        rows.append(dict(method='spanlift', base=picks[1][0], schedule=picks[1][1], transfer_from=picks[0][0], nfe=n,
-                         **score(xs, test.target, data, fid, seed)))
-    rows.append(dict(method='teacher', base=teacher['method'], schedule=None, nfe=test.config.get('nfe'),
-                     **score(test.target, test.target, data, fid, seed)))
-    cost = operator_cost(solvers['spanlift'], bb)
+    rows, samples, scorer = [], {}, _scorer(test, data, fid, seed, decode, metrics)
+    for b, sch in [(b, None) for b in bases if can_spend(b, nfe)] + ([picks[0]] if base == 'best' and picks[0][1] is not None else []):
+        xs, n = run_method(bb, test.noise, base=b, nfe=nfe, schedule=sch, device=dev, **pairs_kw(test))
+        samples[b if sch is None else f'{b}-{sch}'] = xs
+        rows.append(dict(method='base', base=b, schedule=sch, **(dict(tuned=True) if sch else {}), nfe=n, **scorer(xs)))
+    learned, solvers, fitted = _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer, steps_scalar, steps_spanlift, batch,
+                                             seed, dev, scorer, progress)
+    rows += learned + [dict(method='teacher', base=teacher['method'], schedule=None, nfe=test.config.get('nfe'), **scorer(test.target))]
+    cost_view = conditioned_view(bb, {k: v[:1].to(dev) for k, v in (test.cond or {}).items()}, guidance, pairs_kw(test)['null'])
     config = dict(backbone=str(backbone), dataset=data, nfe=nfe, base=picks[0][0], schedule=picks[0][1], bases=list(bases),
                   n_train=n_train, n_val=n_val, n_test=n_test, steps_scalar=steps_scalar, steps_spanlift=steps_spanlift, batch=batch,
-                  teacher=teacher, spanlift=solvers['spanlift'].hparams, operator_cost=cost, pairs_seconds=t_pairs, seed=seed,
-                  device=str(dev), torch=torch.__version__)
-    return dict(rows=rows, config=config, solvers=solvers, test=test, backbone=bb)
+                  teacher=teacher, spanlift=solvers['spanlift'].hparams, operator_cost=operator_cost(solvers['spanlift'], cost_view),
+                  pairs_seconds=t_pairs, seed=seed, guidance=guidance, device=str(dev), torch=torch.__version__)
+    return dict(rows=rows, config=config, solvers=solvers, samples=dict(samples, **fitted), test=test, backbone=bb)
 
 # %% ../nbs/08a_evaluate.ipynb #a275148a
 def _fmt(v, nd=4):
@@ -137,12 +164,14 @@ def _fmt(v, nd=4):
 
 def results_markdown(rows: list, config: dict | None = None) -> str:
     "A markdown table of comparison rows (FID/KID beside their real-vs-real floors)"
-    has_fid = any('fid_clf' in r for r in rows)
-    head = ['method', 'base', 'NFE (measured)', 'teacher RMSE', 'PSNR (dB)'] + (['clf-FID (floor)', 'KID (floor)'] if has_fid else []) + ['train s']
+    has_fid, space = any('fid_clf' in r for r in rows), next((r['rmse_space'] for r in rows if r.get('rmse_space')), None)
+    decoded = any('decoded_rmse' in r for r in rows)
+    head = (['method', 'base', 'NFE (measured)', f'teacher RMSE ({space})' if space else 'teacher RMSE'] + (['teacher RMSE (decoded)'] if decoded else [])
+            + ['PSNR (dB)'] + (['clf-FID (floor)', 'KID (floor)'] if has_fid else []) + ['train s'])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         b = r['base'] + (f" ({r['schedule']} grid)" if r.get('schedule') else '') + (f" ← op. from {r['transfer_from']}" if r.get('transfer_from') else '')
-        cells = [r['method'], b, _fmt(r['nfe'], 1), _fmt(r['teacher_rmse']), _fmt(r['psnr'], 2) if math.isfinite(r['psnr']) else 'inf']
+        cells = [r['method'], b, _fmt(r['nfe'], 1), _fmt(r['teacher_rmse'])] + ([_fmt(r.get('decoded_rmse'))] if decoded else []) + [_fmt(r['psnr'], 2) if math.isfinite(r['psnr']) else 'inf']
         if has_fid: cells += [f"{_fmt(r.get('fid_clf'), 2)} ({_fmt(r.get('fid_clf_floor'), 2)})", f"{_fmt(r.get('kid_clf'))} ({_fmt(r.get('kid_clf_floor'))})"]
         cells.append(_fmt(r.get('train_seconds'), 1))
         lines.append('| ' + ' | '.join(cells) + ' |')
@@ -163,10 +192,8 @@ def quality_vs_nfe(backbone, test: TeacherPairs, bases, nfes=range(3, 9), learne
     import matplotlib.pyplot as plt
     rows = []
     for b in bases:
-        for n in nfes:
-            try: get_solver(b).steps_for_nfe(n)
-            except ValueError: continue
-            xs, m = run_method(backbone, test.noise, base=b, nfe=n, device=device)
+        for n in filter(lambda n: can_spend(b, n), nfes):
+            xs, m = run_method(backbone, test.noise, base=b, nfe=n, device=device, **pairs_kw(test))
             rows.append(dict(method='base', base=b, nfe=m, teacher_rmse=teacher_rmse(xs, test.target)))
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for b in bases:

@@ -11,14 +11,12 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import register_arch, recipe, get_device, sample_shape
+from .core import register_arch, recipe, get_device
 from .backbones import fit_backbone, fit_network, random_batches
-from .solvers import BASE_SOLVERS
-from .zoo import load, load_backbone
+from .zoo import load
 
 # %% auto #0
-__all__ = ['LATENT_SHIPPED', 'ConvAE', 'fit_autoencoder', 'encode', 'decode', 'latent_recipe', 'latent_autoencoder',
-           'compare_latent']
+__all__ = ['LATENT_SHIPPED', 'ConvAE', 'fit_autoencoder', 'encode', 'decode', 'latent_recipe', 'latent_autoencoder']
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #2d8e03ac
 class _Res(nn.Module):
@@ -147,48 +145,3 @@ def latent_autoencoder(backbone) -> ConvAE:
     if getattr(backbone, 'decoder', None) is None: raise ValueError("this backbone has no decoder: it is not a latent model loaded with zoo.load_backbone")
     return backbone.decoder
 
-
-# %% ../nbs/tutorials/latent_flow_matching.ipynb #bde7fc12
-def compare_latent(backbone, # a latent backbone (anything load_backbone takes) whose metadata names its autoencoder
-                   nfe: int = 3, bases=BASE_SOLVERS, # the budget and the base solvers
-                   n_train: int = 4096, n_val: int = 512, n_test: int = 1000, # teacher pairs
-                   steps_scalar: int = 300, steps_spanlift: int = 600, batch: int = 128, # training
-                   spanlift_kw: dict | None = None, teacher: dict | None = None, dataset: str = 'fashion',
-                   fid: bool = True, seed: int = 0, device=None, cache_dir=None, progress: bool = False) -> dict:
-    "Base, learned-scalar and SpanLift solvers at `nfe` on a latent backbone, trained in latent space, scored after decoding"
-    from spanlift_nb.teacher import teacher_pairs, DEFAULT_TEACHER, HELD_OUT_SEED
-    from spanlift_nb.evaluate import run_method, score, pick_base
-    from spanlift_nb.scalar import ScalarSolver
-    from spanlift_nb.spanlift import SpanLift
-    from spanlift_nb.train import fit_solver, TrainConfig, SOLVER_LR
-    from spanlift_nb.metrics import teacher_rmse
-    bb, dev = load_backbone(backbone), get_device(device)
-    ae, shape, teacher = latent_autoencoder(bb).to(dev), sample_shape(bb), teacher or DEFAULT_TEACHER
-    t0 = time.time()
-    pairs = teacher_pairs(bb, n_train + n_val, seed=seed, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
-    test = teacher_pairs(bb, n_test, seed=HELD_OUT_SEED, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **teacher)
-    t_pairs, (train, val) = time.time() - t0, pairs.split(n_val)
-    ref = decode(test.target, ae)
-    rows, samples = [], {}
-    def add(method, base, z, n, **extra):
-        samples[method if method != 'base' else base] = z
-        rows.append(dict(method=method, base=base, nfe=n, latent_rmse=teacher_rmse(z, test.target), **extra,
-                         **score(decode(z, ae), ref, dataset, fid, seed)))
-    for b in bases:
-        try: z, n = run_method(bb, test.noise, base=b, nfe=nfe, device=dev)
-        except ValueError: continue                     # this base cannot spend exactly `nfe`
-        add('base', b, z, n)
-    base = pick_base(bb, val, nfe, bases)[0][0]         # chosen on validation pairs, never on the test ones
-    cfg = lambda steps, lr: TrainConfig(steps=steps, batch=batch, lr=lr, warmup=min(50, max(steps // 10, 1)), val_every=max(steps // 10, 1), seed=seed)
-    solvers = {}
-    for method, solver, steps, lr in (('scalar', ScalarSolver(base, nfe, bb.path), steps_scalar, SOLVER_LR['scalar']),
-                                      ('spanlift', SpanLift(base, nfe, bb.path, shape, **(spanlift_kw or {})), steps_spanlift, SOLVER_LR['spanlift'])):
-        torch.manual_seed(seed)
-        fit = fit_solver(solver, bb, train, val, cfg(steps, lr), device=dev, progress=progress)
-        z, n = run_method(bb, test.noise, solver=fit.solver, device=dev)
-        add(method, base, z, n, train_seconds=fit.seconds, val_latent_rmse=fit.best_val)
-        solvers[method] = fit.solver
-    add('teacher', teacher['method'], test.target, test.config.get('nfe'))
-    config = dict(nfe=nfe, base=base, n_train=n_train, n_val=n_val, n_test=n_test, steps_scalar=steps_scalar, steps_spanlift=steps_spanlift,
-                  batch=batch, teacher=teacher, pairs_seconds=round(t_pairs, 1), seed=seed, device=str(dev), torch=torch.__version__)
-    return dict(rows=rows, config=config, solvers=solvers, samples=samples, test=test, decoded_teacher=ref, autoencoder=ae)

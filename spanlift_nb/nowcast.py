@@ -6,24 +6,19 @@ Docs: https://spanlift.github.io/spanlift-nb/tutorials/nowcasting.html.md"""
 
 # %% ../nbs/tutorials/nowcasting.ipynb #bb07a641
 from __future__ import annotations
-import json, math, time, hashlib
+import time
 from pathlib import Path
-from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import (GaussianPath, Backbone, register_arch, recipe, append_dims, save_tensors, load_tensors, weights_hash, get_device,
-                              count_nfe)
+from .core import GaussianPath, Backbone, register_arch, recipe, append_dims, get_device
 from .backbones import UNet, fit_network, random_batches
-from .adapters import with_condition
-from .solvers import start_noise, BASE_SOLVERS
-from .teacher import teacher_solve, default_cache_dir, DEFAULT_TEACHER, HELD_OUT_SEED
 
 # %% auto #0
 __all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet', 'nowcast_backbone',
-           'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'NowcastPairs', 'nowcast_pairs', 'forecast', 'csi',
-           'crps_ensemble', 'fit_nowcast_solver', 'score_nowcast', 'compare_nowcast', 'nowcast_markdown', 'load_sevir']
+           'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble', 'score_nowcast', 'nowcast_metrics',
+           'nowcast_markdown', 'load_sevir']
 
 # %% ../nbs/tutorials/nowcasting.ipynb #731f8084
 def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float, birth: float, speed, life, radius, peak):
@@ -157,70 +152,6 @@ def nowcast_recipe(name: str, # a key of NOWCAST_SHIPPED
     return bb, dict(arch='nowcast-unet', arch_kwargs=bb.net.config, role='nowcast', data='rain-cells', n_train=r['n_train'],
                     data_seed=r['data_seed'], value_range='[-1, 1] = VIL / 127.5 - 1', condition=['past'])
 
-# %% ../nbs/tutorials/nowcasting.ipynb #7124ca15
-@dataclass
-class NowcastPairs:
-    "Noise, teacher forecasts, the past frames of each row and the true future; row i*members+m is member m of sequence i"
-    noise: Tensor
-    target: Tensor
-    past: Tensor
-    truth: Tensor
-    members: int
-    config: dict = field(default_factory=dict)
-    def __len__(self): return len(self.noise)
-    def __iter__(self): return iter((self.noise, self.target))
-    @property
-    def n_seq(self): return len(self.noise) // self.members
-    def split(self, n_val: int):
-        "(train, validation): the last `n_val` sequences (all their members) are held out"
-        if not 0 < n_val < self.n_seq: raise ValueError(f"n_val must be between 1 and {self.n_seq - 1} sequences, got {n_val}")
-        k = (self.n_seq - n_val) * self.members
-        mk = lambda sl: NowcastPairs(self.noise[sl], self.target[sl], self.past[sl], self.truth[sl], self.members, self.config)
-        return mk(slice(None, k)), mk(slice(k, None))
-
-def nowcast_pairs(bb: Backbone, # a nowcasting backbone
-                  past: Tensor, # N×P×H×W conditioning frames
-                  truth: Tensor, # N×F×H×W true future frames (kept for the metrics)
-                  members: int = 1, # noise draws per sequence
-                  seed: int = 0, # noise seed
-                  method: str = DEFAULT_TEACHER['method'], rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'],
-                  steps: int = 128, # the teacher
-                  batch: int = 256, cache_dir=None, device=None) -> NowcastPairs:
-    "Teacher forecasts of `members` noise draws per past sequence, cached on disk"
-    dev, shape = get_device(device), tuple(truth.shape[1:])
-    past_r, truth_r = past.repeat_interleave(members, 0), truth.repeat_interleave(members, 0)
-    cfg = dict(backbone=weights_hash(bb), past=hashlib.sha256(past.float().numpy().tobytes()).hexdigest()[:16], n=len(past), members=members,
-               seed=seed, shape=list(shape), method=method, rtol=rtol if method == 'dopri5' else None, atol=atol if method == 'dopri5' else None,
-               steps=steps if method == 'heun' else None)
-    key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
-    f = Path(cache_dir or default_cache_dir()) / f'nowcast-{key}.safetensors'
-    noise = start_noise(bb.path, shape, len(past_r), seed)
-    if f.exists():
-        t = load_tensors(f)
-        return NowcastPairs(noise, t['target'], past_r, truth_r, members, dict(cfg, nfe=float(t['nfe'])))
-    bb = bb.to(dev); outs, nfes = [], []
-    for i in range(0, len(noise), batch):
-        cond = with_condition(bb, past=past_r[i:i + batch].to(dev))
-        with torch.no_grad(), count_nfe(cond) as c:
-            outs.append(teacher_solve(cond, noise[i:i + batch].to(dev), method=method, rtol=rtol, atol=atol, steps=steps).float().cpu())
-        nfes.append(c.n)
-    target, nfe = torch.cat(outs), sum(nfes) / len(nfes)
-    save_tensors(f, dict(target=target, nfe=torch.tensor(nfe)), dict(key=key, config=json.dumps(cfg)))
-    return NowcastPairs(noise, target, past_r, truth_r, members, dict(cfg, nfe=nfe))
-
-# %% ../nbs/tutorials/nowcasting.ipynb #3a32f753
-def forecast(bb: Backbone, pairs: NowcastPairs, # the backbone, and the noise and past frames to forecast from
-             solver=None, base: str | None = None, nfe: int | None = None, schedule: str | None = None, # a trained solver, or a base
-             batch: int = 256, device=None) -> tuple:
-    "Forecasts of one method for every row of `pairs`, and its NFE per sample measured on the backbone"
-    from spanlift_nb.evaluate import run_method
-    dev, outs, calls = get_device(device), [], []
-    for i in range(0, len(pairs), batch):
-        cond = with_condition(bb.to(dev), past=pairs.past[i:i + batch].to(dev))
-        x, n = run_method(cond, pairs.noise[i:i + batch], solver, base, nfe, schedule, batch=batch, device=dev)
-        outs.append(x); calls.append(n)
-    return torch.cat(outs), sum(calls) / len(calls)
-
 # %% ../nbs/tutorials/nowcasting.ipynb #5164ec35
 THRESHOLDS = (16, 74, 133, 181)   # VIL thresholds for CSI (SEVIR uses 16, 74, 133, 160, 181, 219)
 
@@ -255,115 +186,30 @@ def crps_ensemble(ens: Tensor, # N×K×... ensemble forecasts (K members)
     spread = 2 * (w * xs).sum(1) / (k * (k - 1))          # sum_{k,l} |x_k - x_l| / (K (K-1)), from the sorted members
     return float((skill - 0.5 * spread).mean())
 
-# %% ../nbs/tutorials/nowcasting.ipynb #b01666af
-def fit_nowcast_solver(solver, # a ScalarSolver or SpanLift over the generated frames
-                       bb: Backbone, # the nowcasting backbone (frozen)
-                       train: NowcastPairs, val: NowcastPairs, # pairs with their past frames
-                       cfg=None, # a train.TrainConfig
-                       device=None, progress: bool = True):
-    "Endpoint teacher matching for a conditional backbone: `fit_solver`'s loop with each batch's past frames bound to the backbone"
-    from spanlift_nb.train import TrainConfig, FitResult, endpoint_loss, _param_groups, _lr_lambda
-    from spanlift_nb.metrics import teacher_rmse
-    from fastprogress.fastprogress import progress_bar
-    cfg, dev = cfg or TrainConfig(), get_device(device)
-    bb = bb.to(dev).eval().requires_grad_(False)
-    solver.to(dev)
-    opt = torch.optim.AdamW(_param_groups(solver, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    params = [p for p in solver.parameters() if p.requires_grad]
-    ema = {k: v.detach().clone() for k, v in solver.state_dict().items()}
-    best, best_val, hist, t0 = None, math.inf, dict(step=[], train=[], val_step=[], val=[]), time.time()
-    def validate():
-        live = {k: v.clone() for k, v in solver.state_dict().items()}
-        solver.load_state_dict(ema)
-        with torch.no_grad(): v = teacher_rmse(forecast(bb, val, solver, device=dev)[0], val.target)
-        solver.load_state_dict(live)
-        return v
-    bar = progress_bar(range(cfg.steps), leave=False) if progress else range(cfg.steps)
-    for step in bar:
-        idx = torch.randint(len(train), (cfg.batch,), generator=gen)
-        cond = with_condition(bb, past=train.past[idx].to(dev))
-        loss = endpoint_loss(solver(cond, train.noise[idx].to(dev)), train.target[idx].to(dev), cfg.loss, cfg.huber_c)
-        if not torch.isfinite(loss): raise FloatingPointError(f"non-finite loss at step {step}: try a lower lr or the 'huber' loss")
-        opt.zero_grad(set_to_none=True); loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step(); sched.step()
-        with torch.no_grad():
-            for k, v in solver.state_dict().items(): ema[k].copy_(ema[k] * cfg.ema + v.detach() * (1 - cfg.ema) if v.is_floating_point() else v)
-        hist['step'].append(step); hist['train'].append(loss.item())
-        if (step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps:
-            v = validate(); hist['val_step'].append(step + 1); hist['val'].append(v)
-            if v < best_val: best_val, best = v, {k: t.detach().clone() for k, t in ema.items()}
-    solver.load_state_dict(best if best is not None else ema)
-    return FitResult(solver.eval(), hist, best_val, cfg.steps, time.time() - t0)
-
 # %% ../nbs/tutorials/nowcasting.ipynb #b9a5b21a
-def score_nowcast(x: Tensor, pairs: NowcastPairs, thresholds=THRESHOLDS) -> dict:
-    "Teacher RMSE (VIL units), ensemble CRPS and member-mean CSI of forecasts `x` (one per row of `pairs`) against the truth"
+def score_nowcast(x: Tensor, # forecasts in the model's scale, K rows (members) per sequence
+                  target: Tensor, # the teacher's forecasts from the same noise and past
+                  truth: Tensor, # the true future of each sequence, N×F×H×W
+                  members: int, # K
+                  thresholds=THRESHOLDS) -> dict:
+    "Teacher RMSE (VIL units), ensemble CRPS and member-mean CSI of forecasts `x` against the truth"
     from spanlift_nb.metrics import teacher_rmse
-    k, v, tv = pairs.members, to_vil(x), to_vil(pairs.truth)
-    ens, obs = v.reshape(-1, k, *v.shape[1:]), tv.reshape(-1, k, *tv.shape[1:])[:, 0]
-    return dict(teacher_rmse=teacher_rmse(v, to_vil(pairs.target)), crps=crps_ensemble(ens, obs),
+    v, obs = to_vil(x), to_vil(truth)
+    ens = v.reshape(-1, members, *v.shape[1:])
+    return dict(teacher_rmse_vil=teacher_rmse(v, to_vil(target)), crps=crps_ensemble(ens, obs),
                 **{f'csi_{t}': c for t, c in csi(ens, obs, thresholds, ensemble=True).items()})
 
-def compare_nowcast(bb: Backbone, # a nowcasting backbone
-                    nfe: int = 3, bases=BASE_SOLVERS,
-                    n_train: int = 1024, n_val: int = 128, n_test: int = 256, # past sequences (held-out data seed for all)
-                    members: int = 4, test_members: int = 8, # noise draws per sequence: training, and the scored ensembles
-                    steps_scalar: int = 200, steps_spanlift: int = 400, batch: int = 64,
-                    spanlift_kw: dict | None = None, teacher: dict | None = None, seed: int = 0,
-                    data_seed: int = HELD_OUT_SEED, device=None, cache_dir=None, progress: bool = False) -> dict:
-    "Base, learned-scalar and SpanLift solvers, the teacher and persistence on held-out synthetic sequences, as ensembles"
-    from spanlift_nb.evaluate import pick_base
-    from spanlift_nb.scalar import ScalarSolver
-    from spanlift_nb.spanlift import SpanLift
-    from spanlift_nb.train import TrainConfig, SOLVER_LR
-    from spanlift_nb.metrics import teacher_rmse
-    teacher, dev, shape = teacher or DEFAULT_TEACHER, get_device(device), tuple(bb.meta['data_shape'])
-    n_past, n_fut = bb.net.n_past, bb.net.n_future
-    past, fut = nowcast_data(n_train + n_val + n_test, n_past, n_fut, seed=data_seed)
-    t0 = time.time()
-    pairs = nowcast_pairs(bb, past[:n_train + n_val], fut[:n_train + n_val], members, seed, cache_dir=cache_dir, device=device, **teacher)
-    test = nowcast_pairs(bb, past[n_train + n_val:], fut[n_train + n_val:], test_members, HELD_OUT_SEED, cache_dir=cache_dir, device=device, **teacher)
-    t_pairs, (train, val) = time.time() - t0, pairs.split(n_val)
-    rows, samples = [], {}
-    def add(method, base, x, n, **extra):
-        samples[method if method != 'base' else base] = x
-        rows.append(dict(method=method, base=base, nfe=n, **extra, **score_nowcast(x, test)))
-    for b in bases:
-        try: x, n = forecast(bb, test, base=b, nfe=nfe, device=dev)
-        except ValueError: continue
-        add('base', b, x, n)
-    # the base is picked on validation pairs (one condition-aware run per base), never on the test ones
-    errs = {}
-    for b in bases:
-        try: errs[b] = teacher_rmse(forecast(bb, val, base=b, nfe=nfe, device=dev)[0], val.target)
-        except ValueError: continue
-    base = min(errs, key=errs.get)
-    cfg = lambda steps, lr: TrainConfig(steps=steps, batch=batch, lr=lr, warmup=min(50, max(steps // 10, 1)), val_every=max(steps // 10, 1), seed=seed)
-    solvers = {}
-    for method, solver, steps, lr in (('scalar', ScalarSolver(base, nfe, bb.path), steps_scalar, SOLVER_LR['scalar']),
-                                      ('spanlift', SpanLift(base, nfe, bb.path, shape, **(spanlift_kw or {})), steps_spanlift, SOLVER_LR['spanlift'])):
-        torch.manual_seed(seed)
-        fit = fit_nowcast_solver(solver, bb, train, val, cfg(steps, lr), device=dev, progress=progress)
-        x, n = forecast(bb, test, fit.solver, device=dev)
-        add(method, base, x, n, train_seconds=fit.seconds)
-        solvers[method] = fit.solver
-    add('teacher', teacher['method'], test.target, test.config['nfe'])
-    add('persistence', 'last frame', test.past[:, -1:].expand(-1, n_fut, -1, -1), 0)
-    config = dict(nfe=nfe, base=base, n_train=n_train, n_val=n_val, n_test=n_test, members=members, test_members=test_members,
-                  steps_scalar=steps_scalar, steps_spanlift=steps_spanlift, batch=batch, teacher=teacher, data_seed=data_seed,
-                  pairs_seconds=round(t_pairs, 1), seed=seed, device=str(dev), torch=torch.__version__)
-    return dict(rows=rows, config=config, solvers=solvers, samples=samples, test=test)
+def nowcast_metrics(truth: Tensor, members: int, thresholds=THRESHOLDS):
+    "`metrics` for `evaluate.compare`: `score_nowcast` of each method's forecasts against the true future of the test sequences"
+    return lambda x, test: score_nowcast(x, test.target, truth, members, thresholds)
 
 def nowcast_markdown(rows: list, thresholds=THRESHOLDS) -> str:
-    "A markdown table of `compare_nowcast` rows"
+    "A markdown table of nowcast comparison rows"
     head = ['method', 'base', 'NFE', 'teacher RMSE (VIL)', 'CRPS (VIL)'] + [f'CSI ≥{t}' for t in thresholds] + ['train s']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         ts = r.get('train_seconds')
-        lines.append('| ' + ' | '.join([r['method'], str(r['base']), f"{r['nfe']:.0f}", f"{r['teacher_rmse']:.2f}", f"{r['crps']:.2f}"]
+        lines.append('| ' + ' | '.join([r['method'], str(r['base']), f"{r['nfe']:.0f}", f"{r['teacher_rmse_vil']:.2f}", f"{r['crps']:.2f}"]
                                        + [f"{r[f'csi_{t}']:.3f}" for t in thresholds] + ['–' if ts is None else f'{ts:.0f}']) + ' |')
     return '\n'.join(lines)
 

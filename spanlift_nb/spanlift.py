@@ -7,15 +7,19 @@ Docs: https://spanlift.github.io/spanlift-nb/spanlift.html.md"""
 # %% ../nbs/06_spanlift.ipynb #3161802c
 from __future__ import annotations
 import math, time
+from dataclasses import dataclass
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
+from fastcore.basics import patch
 from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe, append_dims, timestep_embedding
 from .solvers import SpanTable
+from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
 
 # %% auto #0
-__all__ = ['FiLMBlock', 'ResidualOperator', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost']
+__all__ = ['FiLMBlock', 'ResidualOperator', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost', 'CorrectionSplit',
+           'split_correction']
 
 # %% ../nbs/06_spanlift.ipynb #b2d74b54
 class FiLMBlock(nn.Module):
@@ -87,14 +91,16 @@ class SpanLift(LearnedSolver):
     def __init__(self, base: str = 'euler', nfe: int = 3, path: GaussianPath | None = None,
                  shape=(1, 8, 8), # one sample's shape: (C, H, W) for images, (D,) for flat data
                  schedule: str | None = None, learn_scalars: bool = False,
-                 width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None):
+                 width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None,
+                 in_span: bool = False): # project the correction onto its row's buffer span, per sample (a control)
         super().__init__()
         self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars)
-        self.shape, self.history, self.denoised = tuple(shape), history, denoised
+        self.shape, self.history, self.denoised, self.in_span = tuple(shape), history, denoised, in_span
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
         n_in = 1 + history + int(denoised)
         self.op = ResidualOperator(self.shape[0], n_in, width, blocks, arch=arch)
-        self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch, learn_scalars=learn_scalars)
+        self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch,
+                            learn_scalars=learn_scalars, in_span=in_span)
         self.strength = 1.0
 
     @property
@@ -106,32 +112,35 @@ class SpanLift(LearnedSolver):
     def table(self) -> SpanTable: return self.scalar.table()
 
     def correction(self, k: int, X: list, V: list, table: SpanTable) -> Tensor:
-        "The operator's term for new state k: h_k * s_k * R_phi(buffer)"
+        "The operator's term for new state k: h_k * s_k * R_phi(buffer); with `in_span`, its projection onto span{X, V}"
         p = self.path
         feats, scale = buffer_features(X, V, k, p, table.times, self.history, self.denoised)
         t_prev, t_next = step_span(table.times, k, p.t_min)
         u = lambda t: ((t - p.t_min) / (p.t_max - p.t_min)).to(feats.dtype).expand(feats.shape[0])
-        r = self.op(feats, u(t_prev), u(t_next), k)
-        return self.strength * (t_next - t_prev).to(feats.dtype) * scale * r
+        c = self.strength * (t_next - t_prev).to(feats.dtype) * scale * self.op(feats, u(t_prev), u(t_next), k)
+        return project_onto_span(c, X + V)[0] if self.in_span else c
 
     def forward(self, model, noise: Tensor, callback=None) -> Tensor:
         if tuple(noise.shape[1:]) != self.shape:
             raise ValueError(f"this SpanLift was built for samples of shape {self.shape}, got {tuple(noise.shape[1:])}")
         return self.scalar(model, noise, correction=self.correction, callback=callback)
 
-    def with_base(self, base: str, schedule: str | None = None) -> 'SpanLift':
-        "The same trained operator over another base solver with the same NFE (transfer)"
-        new = SpanLift(base, self.nfe, self.path, self.shape, schedule, False, **{k: v for k, v in self.hparams.items() if k not in ('learn_scalars',)})
-        new.op.load_state_dict(self.op.state_dict())
-        return new.to(next(self.op.parameters()).device)
+# %% ../nbs/06_spanlift.ipynb #5b1f0e2a
+@patch
+def with_base(self: SpanLift, base: str, schedule: str | None = None) -> SpanLift:
+    "The same trained operator over another base solver with the same NFE (transfer)"
+    new = SpanLift(base, self.nfe, self.path, self.shape, schedule, False, **{k: v for k, v in self.hparams.items() if k != 'learn_scalars'})
+    new.op.load_state_dict(self.op.state_dict())
+    return new.to(next(self.op.parameters()).device)
 
-    def config(self) -> dict:
-        return dict(self.scalar.config(), method=self.method, shape=list(self.shape), **self.hparams)
+@patch
+def config(self: SpanLift) -> dict:
+    return dict(self.scalar.config(), method=self.method, shape=list(self.shape), **self.hparams)
 
-    @classmethod
-    def from_config(cls, c: dict, path: GaussianPath | None = None):
-        return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
-                   c['width'], c['blocks'], c['history'], c['denoised'], c['arch'])
+@patch(cls_method=True)
+def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
+    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
+               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False))
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d
 def _flops(fn) -> int:
@@ -162,3 +171,35 @@ def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
     n_op, n_bb = sum(p.numel() for p in spanlift.op.parameters()), sum(p.numel() for p in bb.parameters())
     return dict(params_operator=n_op, params_backbone=n_bb, params_ratio=n_op / max(n_bb, 1),
                 flops_operator=f_op, flops_backbone=f_bb, flops_ratio=f_op / max(f_bb, 1), wall_ratio=w_op / w_bb)
+
+# %% ../nbs/06_spanlift.ipynb #a1c00002
+@dataclass
+class CorrectionSplit:
+    "SpanLift's correction at each row k = 1..n, split over that row's buffer span{X_0..X_{k-1}, V_0..V_{k-1}}"
+    correction: list   # n tensors (N, *sample): the term the operator adds to X_k
+    in_span: list      # its least-squares part in the span, per sample
+    out_of_span: list  # the rest, orthogonal to every buffer entry
+    chance: Tensor     # (N, n): the out-of-span share of white noise, for reference
+    @property
+    def share(self) -> Tensor:
+        "(N, n): ||out of span||^2 / ||correction||^2 per sample and row (0 where the correction is 0)"
+        sq = lambda ts: torch.stack([t.flatten(1).double().pow(2).sum(1) for t in ts], 1)
+        return sq(self.out_of_span) / sq(self.correction).clamp_min(1e-300)
+
+def _share(out: Tensor, whole: Tensor) -> Tensor: return out.flatten(1).double().pow(2).sum(1) / whole.flatten(1).double().pow(2).sum(1)
+
+def split_correction(solver: SpanLift, # a SpanLift, trained or not
+                     model, noise: Tensor, # the backbone and the starting noise
+                     rtol: float | None = None, # see `project_onto_span`
+                     seed: int = 0) -> CorrectionSplit: # seed of the white-noise reference
+    "Run `solver` from `noise` and split its correction at every row into the part in the buffer's span and the rest"
+    parts, chance, g = ([], [], []), [], torch.Generator().manual_seed(seed)
+    def hook(k, X, V, table):
+        c = solver.correction(k, X, V, table)
+        ins, out, _ = project_onto_span(c, X + V, rtol)
+        for lst, t in zip(parts, (c, ins, out)): lst.append(t)
+        w = torch.randn(c.shape, generator=g, dtype=c.dtype).to(c.device)
+        chance.append(_share(project_onto_span(w, X + V, rtol)[1], w))
+        return c
+    with torch.no_grad(): solver.scalar(model, noise, correction=hook)
+    return CorrectionSplit(*parts, torch.stack(chance, 1))

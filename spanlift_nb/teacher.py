@@ -13,12 +13,12 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, as_backbone, count_nfe, weights_hash, save_tensors, load_tensors, get_device, sample_shape)
+from .core import (Backbone, as_backbone, conditioned_view, count_nfe, weights_hash, save_tensors, load_tensors, get_device, sample_shape)
 from .solvers import sample, start_noise
 
 # %% auto #0
-__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'needs_stop', 'teacher_solve', 'default_cache_dir', 'TeacherPairs', 'pairs_config',
-           'teacher_pairs']
+__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'needs_stop', 'teacher_solve', 'default_cache_dir', 'TeacherPairs', 'cond_hash',
+           'pairs_config', 'pair_conditions', 'teacher_pairs']
 
 # %% ../nbs/03a_teacher.ipynb #3d40c72f
 DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)   # the teacher of every comparison, unless told otherwise
@@ -55,44 +55,87 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class TeacherPairs:
-    "Noise and the teacher's endpoints from it, with the settings that made them"
+    "Noise and the teacher's endpoints from it, each row with its condition, and the settings that made them"
     noise: Tensor
     target: Tensor
     key: str
     config: dict = field(default_factory=dict)
+    cond: dict | None = None # per-sample condition tensors (class labels, past frames, ...), one row per pair
+    guidance: float | None = None # the classifier-free guidance scale the teacher solved with
     def __iter__(self): return iter((self.noise, self.target))
     def __len__(self): return len(self.noise)
+    def rows(self, idx, tag: str):
+        "The pairs at `idx` (a slice or indices), conditions kept aligned; `tag` names them in the key"
+        cond = {k: v[idx] for k, v in self.cond.items()} if self.cond else None
+        return TeacherPairs(self.noise[idx], self.target[idx], f'{self.key}-{tag}', dict(self.config, split=tag), cond, self.guidance)
+    def __getitem__(self, idx):
+        if isinstance(idx, int): idx = slice(idx, idx + 1 if idx != -1 else None)
+        tag = f'{idx.start}:{idx.stop}:{idx.step}' if isinstance(idx, slice) else hashlib.sha256(torch.as_tensor(idx).numpy().tobytes()).hexdigest()[:8]
+        return self.rows(idx, tag)
     def split(self, n_val: int):
         "A (train, validation) split: the last `n_val` pairs are held out"
         if not 0 < n_val < len(self): raise ValueError(f"n_val must be between 1 and {len(self) - 1}, got {n_val}")
-        mk = lambda sl, tag: TeacherPairs(self.noise[sl], self.target[sl], f'{self.key}-{tag}', dict(self.config, split=tag))
-        return mk(slice(None, -n_val), 'train'), mk(slice(-n_val, None), 'val')
+        return self.rows(slice(None, -n_val), 'train'), self.rows(slice(-n_val, None), 'val')
+
+# %% ../nbs/03a_teacher.ipynb #b54baba9
+def cond_hash(cond: dict | None) -> str | None:
+    "A short fingerprint of per-sample conditions: their keywords, dtypes, shapes and values"
+    if not cond: return None
+    h = hashlib.sha256()
+    for k in sorted(cond):
+        v = torch.as_tensor(cond[k]).detach().cpu().contiguous()
+        h.update(f'{k}|{v.dtype}|{tuple(v.shape)}'.encode()); h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 def pairs_config(backbone: Backbone, n: int, seed: int, shape, method=DEFAULT_TEACHER['method'], rtol=DEFAULT_TEACHER['rtol'],
-                 atol=DEFAULT_TEACHER['atol'], steps=128) -> dict:
-    "Everything that determines a set of teacher pairs"
-    return dict(backbone=weights_hash(backbone), n=int(n), seed=int(seed), shape=list(shape), method=method,
-                rtol=rtol if method == 'dopri5' else None, atol=atol if method == 'dopri5' else None,
-                steps=steps if method == 'heun' else None, path=backbone.path.config())
+                 atol=DEFAULT_TEACHER['atol'], steps=128, cond: dict | None = None, guidance: float | None = None, null=None) -> dict:
+    "Everything that determines a set of teacher pairs (the condition and guidance only when there are some)"
+    cfg = dict(backbone=weights_hash(backbone), n=int(n), seed=int(seed), shape=list(shape), method=method,
+               rtol=rtol if method == 'dopri5' else None, atol=atol if method == 'dopri5' else None,
+               steps=steps if method == 'heun' else None, path=backbone.path.config())
+    if cond: cfg['cond'] = cond_hash(cond)
+    if guidance is not None: cfg.update(guidance=float(guidance), null=_jsonable(null))
+    return cfg
+
+def _jsonable(v): return v.tolist() if torch.is_tensor(v) else {k: _jsonable(e) for k, e in v.items()} if isinstance(v, dict) else v
 
 def _key(cfg): return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
+def pair_conditions(bb: Backbone, n: int, seed: int, cond: dict | None = None) -> dict | None:
+    "The per-sample conditions of `n` pairs: `cond` as given (checked), or class labels drawn uniformly with `seed` for a class-conditional backbone"
+    if cond is None and bb.meta.get('num_classes'):
+        cond = dict(class_labels=torch.randint(int(bb.meta['num_classes']), (n,), generator=torch.Generator().manual_seed(seed)))
+    if not cond: return None
+    cond = {k: torch.as_tensor(v) for k, v in cond.items()}
+    for k, v in cond.items():
+        if v.ndim == 0 or len(v) != n: raise ValueError(f"condition {k!r} has {len(v) if v.ndim else 'no'} rows for {n} pairs: give one per pair")
+    return cond
+
+# %% ../nbs/03a_teacher.ipynb #a45b020b
+def _from_cache(f: Path, key: str, cfg: dict, guidance) -> TeacherPairs:
+    from safetensors import safe_open
+    with safe_open(str(f), 'pt') as h: stored = json.loads((h.metadata() or {}).get('config', '{}'))
+    t = load_tensors(f)
+    cond = {k[5:]: v for k, v in t.items() if k.startswith('cond.')} or None
+    return TeacherPairs(t['noise'], t['target'], key, dict(cfg, nfe=stored.get('nfe')), cond, guidance)
+
 def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` accepts is fine via as_backbone) and the number of pairs
-                  seed: int = 0, shape=None, # noise seed; sample shape (default: the backbone's metadata)
+                  seed: int = 0, shape=None, # noise seed (and label seed); sample shape (default: the backbone's metadata)
                   method: str = DEFAULT_TEACHER['method'], rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'],
                   steps: int = 128,
-                  batch: int = 256, cache_dir=None, device=None, progress: bool = True) -> TeacherPairs:
-    "(noise, teacher endpoint) pairs, made in batches and cached on disk by a key of the backbone and settings"
+                  batch: int = 256, cache_dir=None, device=None, progress: bool = True,
+                  cond: dict | None = None, # per-sample condition tensors, one row per pair (class-conditional backbones: drawn if None)
+                  guidance: float | None = None, # a classifier-free guidance scale the teacher solves with
+                  null=None) -> TeacherPairs: # the null condition for guidance (default: from the backbone's metadata)
+    "(noise, teacher endpoint) pairs with their conditions, made in batches and cached on disk by a key of the backbone and settings"
     bb = as_backbone(backbone)
     shape = tuple(shape or sample_shape(bb) or ())
     if not shape: raise ValueError("teacher_pairs needs the sample shape: pass shape=(C, H, W) (the backbone's metadata has none)")
-    cfg = pairs_config(bb, n, seed, shape, method, rtol, atol, steps); key = _key(cfg)
+    cond = pair_conditions(bb, n, seed, cond)
+    if guidance is not None: conditioned_view(bb, {k: v[:1] for k, v in (cond or {}).items()}, guidance, null)   # fail before any work
+    cfg = pairs_config(bb, n, seed, shape, method, rtol, atol, steps, cond, guidance, null); key = _key(cfg)
     f = Path(cache_dir or default_cache_dir()) / f'pairs-{key}.safetensors'
-    if f.exists():
-        from safetensors import safe_open
-        with safe_open(str(f), 'pt') as h: stored = json.loads((h.metadata() or {}).get('config', '{}'))
-        t = load_tensors(f)
-        return TeacherPairs(t['noise'], t['target'], key, dict(cfg, nfe=stored.get('nfe')))
+    if f.exists(): return _from_cache(f, key, cfg, guidance)
     part = f.with_name(f'pairs-{key}.partial.safetensors')
     noise = start_noise(bb.path, shape, n, seed)
     done = load_tensors(part)['target'] if part.exists() else noise[:0]
@@ -100,11 +143,12 @@ def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` acc
     bb.to(dev)
     starts, nfes = range(len(done), n, batch), []
     for s in (progress_bar(starts, leave=False) if progress and len(starts) > 1 else starts):
-        with torch.no_grad(), count_nfe(bb) as c:
-            y = teacher_solve(bb, noise[s:s + batch].to(dev, dt), method=method, rtol=rtol, atol=atol, steps=steps)
+        view = conditioned_view(bb, {k: v[s:s + batch].to(dev) for k, v in (cond or {}).items()}, guidance, null)
+        with torch.no_grad(), count_nfe(view) as c:
+            y = teacher_solve(view, noise[s:s + batch].to(dev, dt), method=method, rtol=rtol, atol=atol, steps=steps)
         done, nfes = torch.cat([done, y.float().cpu()]), nfes + [c.n]
         save_tensors(part, dict(target=done), dict(key=key))
     cfg = dict(cfg, nfe=sum(nfes) / len(nfes) if nfes else None)       # measured teacher NFE per sample (mean over batches)
-    save_tensors(f, dict(noise=noise, target=done), dict(key=key, config=json.dumps(cfg)))
+    save_tensors(f, dict(noise=noise, target=done, **{f'cond.{k}': v for k, v in (cond or {}).items()}), dict(key=key, config=json.dumps(cfg)))
     part.unlink(missing_ok=True)
-    return TeacherPairs(noise, done, key, cfg)
+    return TeacherPairs(noise, done, key, cfg, cond, guidance)

@@ -13,7 +13,7 @@ import torch
 from torch import nn, Tensor
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, get_device, weights_hash, save_tensors, load_tensors,
+from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, get_device, weights_hash, save_tensors, load_tensors,
                               write_json, in_test)
 from .backbones import warmup_cosine
 from .scalar import LearnedSolver, ScalarSolver
@@ -23,7 +23,7 @@ from .metrics import teacher_rmse
 # %% auto #0
 __all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'StudentView', 'register_solver',
            'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible', 'load_solver', 'init_distributed',
-           'FitResult', 'fit_solver']
+           'FitResult', 'fit_solver', 'pairs_guidance']
 
 # %% ../nbs/07_train.ipynb #276b2591
 @dataclass
@@ -137,9 +137,12 @@ def read_checkpoint(path) -> tuple:
     if 'spanlift' not in md: raise ValueError(f"{path} is not a spanlift-nb solver checkpoint (no metadata)")
     return t, json.loads(md['spanlift'])
 
-def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | None = None, base: str | None = None, shape=None, path=None):
+def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | None = None, base: str | None = None, shape=None, path=None,
+                     guidance=...): # the guidance scale it will run at (None: unguided; ...: not checked)
     "Raise a clear error listing every way a solver checkpoint does not fit this use"
     s, diffs = meta['solver'], []
+    if guidance is not ... and meta.get('guidance') != (None if guidance is None else float(guidance)):
+        diffs.append(f"guidance scale {meta.get('guidance')} (checkpoint) != {guidance} (given)")
     if backbone is not None and meta.get('backbone') != weights_hash(backbone):
         diffs.append(f"backbone hash {meta.get('backbone')} (checkpoint) != {weights_hash(backbone)} (given)")
     if nfe is not None and s['nfe'] != nfe: diffs.append(f"NFE {s['nfe']} != {nfe}")
@@ -149,12 +152,13 @@ def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | No
     if diffs: raise ValueError(f"solver checkpoint {path or ''} does not fit: " + '; '.join(diffs))
 
 def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', **expect) -> tuple:
-    "Rebuild a trained solver from a checkpoint (its best, EMA or raw weights), after checking it fits"
+    "Rebuild a trained solver from a checkpoint (its best, EMA or raw weights), after checking it fits (`expect`: nfe, base, shape, guidance)"
     t, meta = read_checkpoint(path)
     check_compatible(meta, backbone, path=path, **expect)
     solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
     solver.load_state_dict(sd)
+    solver.guidance = meta.get('guidance')            # the scale it was trained at: run_method refuses another
     return solver.eval(), meta
 
 # %% ../nbs/07_train.ipynb #920dcf94
@@ -209,14 +213,17 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
                device=None, # chosen once: default CUDA if available, else CPU
                ckpt=None, # checkpoint path (.safetensors); None: no checkpoints
                resume: bool = False, # continue from `ckpt` if it exists
-               progress: bool = True) -> FitResult:
-    "Train `solver` by endpoint teacher matching; returns it with its best EMA weights"
+               progress: bool = True,
+               guidance: float | None = None) -> FitResult: # classifier-free guidance scale (default: the pairs' own)
+    "Train `solver` by endpoint teacher matching, each batch with its pairs' condition; returns it with its best EMA weights"
     cfg = cfg or TrainConfig()
+    guidance, null = pairs_guidance(train, guidance)
     rank, world = init_distributed()
     dev = get_device(device if device is not None else (f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() and world > 1 else None))
     bb = as_backbone(backbone).to(dev).eval().requires_grad_(False)
-    view = StudentView(bb, cfg.detach_backbone, cfg.grad_checkpoint)
     (tz, tx), (vz, vx) = tuple(train), tuple(val)
+    tc, vc = getattr(train, 'cond', None) or {}, getattr(val, 'cond', None) or {}
+    view_of = lambda cond, idx: conditioned_view(bb, {k: v[idx].to(dev) for k, v in cond.items()}, guidance, null)
     if tz.shape[1:] != vz.shape[1:]: raise ValueError(f"train and validation pairs differ in shape: {tuple(tz.shape[1:])} vs {tuple(vz.shape[1:])}")
     if cfg.batch % world: raise ValueError(f"the global batch {cfg.batch} must divide evenly across {world} processes")
     solver.to(dev)
@@ -232,10 +239,11 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
     ema = {k: v.detach().clone() for k, v in solver.state_dict().items()}
     best, best_val, step, hist, bad_vals = None, math.inf, 0, dict(step=[], train=[], val_step=[], val=[]), 0
     meta = dict(backbone=weights_hash(bb), shape=list(tz.shape[1:]), train=asdict(cfg), n_train=len(tz), n_val=len(vz),
-                pairs=dict(train=getattr(train, 'key', None), val=getattr(val, 'key', None), teacher=getattr(train, 'config', None)))
+                pairs=dict(train=getattr(train, 'key', None), val=getattr(val, 'key', None), teacher=getattr(train, 'config', None)),
+                guidance=guidance)
     if resume and ckpt is not None and Path(ckpt).exists():
         t, m = read_checkpoint(ckpt)
-        check_compatible(m, bb, solver.nfe, solver.config()['base'], tz.shape[1:], path=ckpt)
+        check_compatible(m, bb, solver.nfe, solver.config()['base'], tz.shape[1:], path=ckpt, guidance=guidance)
         solver.load_state_dict(_unprefixed(t, 'solver')); ema = {k: v.to(dev) for k, v in _unprefixed(t, 'ema').items()}
         best = _unprefixed(t, 'best') or None
         _unflat_opt(opt, t); gen.set_state(t['rng.batch']); torch.set_rng_state(t['rng.torch'])
@@ -248,7 +256,7 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
         live = {k: v.clone() for k, v in solver.state_dict().items()}
         solver.load_state_dict(ema)
         with torch.no_grad(), _autocast(dev):
-            outs = torch.cat([solver(bb, vz[i:i + 256].to(dev)).float().cpu() for i in range(0, len(vz), 256)])
+            outs = torch.cat([solver(view_of(vc, slice(i, i + 256)), vz[i:i + 256].to(dev)).float().cpu() for i in range(0, len(vz), 256)])
         solver.load_state_dict(live)
         return teacher_rmse(outs, vx)
     t0, done = time.time(), step
@@ -257,6 +265,7 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
         for step in bar:
             idx = torch.randint(len(tz), (cfg.batch,), generator=gen)[rank::world]
             z, x = tz[idx].to(dev), tx[idx].to(dev)
+            view = StudentView(view_of(tc, idx), cfg.detach_backbone, cfg.grad_checkpoint)
             with _autocast(dev): loss = endpoint_loss(model(view, z), x, cfg.loss, cfg.huber_c)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss at step {step}; training stopped, the last good checkpoint ({ckpt}) is kept. "
@@ -280,7 +289,17 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
             if cfg.patience and bad_vals >= cfg.patience: break
     write(done)
     solver.load_state_dict(best if best is not None else ema)
+    solver.guidance = guidance
     return FitResult(solver.eval(), hist, best_val, done, time.time() - t0)
 
 def _autocast(dev):
     return torch.autocast('cuda', dtype=torch.bfloat16) if dev.type == 'cuda' else torch.autocast('cpu', enabled=False)
+
+# %% ../nbs/07_train.ipynb #94810ed8
+def pairs_guidance(pairs, # TeacherPairs (or a (noise, target) tuple)
+                   guidance: float | None = None) -> tuple: # the scale asked for (None: the pairs' own)
+    "(scale, null condition) to train on `pairs` with: the teacher's own; asking for another scale is an error naming both"
+    made = getattr(pairs, 'guidance', None)
+    if guidance is not None and hasattr(pairs, 'guidance') and made != float(guidance):
+        raise ValueError(f"these teacher pairs were made at guidance scale {made}, not {guidance}: make them with teacher_pairs(..., guidance={guidance})")
+    return (made if guidance is None else float(guidance)), (getattr(pairs, 'config', None) or {}).get('null')
