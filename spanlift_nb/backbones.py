@@ -43,7 +43,7 @@ def class_index(class_labels, # labels (N,), an int for the whole batch, or None
     return check_labels(y, n, num_classes, null_ok=True)
 
 
-# %% ../nbs/02_backbones.ipynb #71468e5e
+# %% ../nbs/02_backbones.ipynb #1ef5657b
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
 
 def _zero(m: nn.Module) -> nn.Module:
@@ -67,7 +67,7 @@ class ResBlock(nn.Module):
         return self.skip(x) + self.c2(self.drop(F.silu(h)))
 
 
-# %% ../nbs/02_backbones.ipynb #ac471e9f
+# %% ../nbs/02_backbones.ipynb #f337db70
 class SelfAttention2d(nn.Module):
     "Multi-head self-attention over the pixels of a feature map, with a residual connection"
     def __init__(self, ch: int, heads: int = 4, groups: int = 8):
@@ -82,7 +82,7 @@ class SelfAttention2d(nn.Module):
         return x + self.proj(o.transpose(-1, -2).reshape(n, c, h, w))
 
 
-# %% ../nbs/02_backbones.ipynb #466baaa4
+# %% ../nbs/02_backbones.ipynb #a41fce60
 class UNet(nn.Module):
     "A small time-conditioned U-Net: `net(x, t)` with x N×C×H×W and t of shape (N,)"
     def __init__(self, in_ch: int = 1, # image channels (in and out)
@@ -112,7 +112,7 @@ class UNet(nn.Module):
         if num_classes: self.label = _zero(nn.Embedding(num_classes + 1, emb))   # made last, and from zeros: draws no random numbers
 
 
-# %% ../nbs/02_backbones.ipynb #b657e415
+# %% ../nbs/02_backbones.ipynb #5d2cd423
 @patch
 def _make_down(self: UNet, widths: list, blocks: int, emb: int, groups: int, dropout: float) -> tuple:
     "Build the way down; returns its output width and the widths of the skips it leaves"
@@ -135,7 +135,7 @@ def _make_up(self: UNet, widths: list, blocks: int, ch: int, skips: list, emb: i
     return ch
 
 
-# %% ../nbs/02_backbones.ipynb #10857813
+# %% ../nbs/02_backbones.ipynb #938f6a13
 @patch
 def forward(self: UNet, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
     "The network's output for images `x` at times `t`, with optional class labels"
