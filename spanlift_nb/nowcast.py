@@ -20,7 +20,7 @@ __all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'cell_frame', 'rain_cells', 'to_mode
            'nowcast_backbone', 'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble',
            'score_nowcast', 'nowcast_metrics', 'nowcast_markdown', 'load_sevir']
 
-# %% ../nbs/tutorials/nowcasting.ipynb #a2fa5e96
+# %% ../nbs/tutorials/nowcasting.ipynb #a1ca1dc7
 def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float, birth: float, speed, life, radius, peak):
     "Birth frame, position (at frame 0 or at birth), velocity, acceleration, lifetime, radius and peak of every cell of one sequence"
     theta, s = rng.uniform(0, 2 * np.pi), rng.uniform(*speed)
@@ -33,7 +33,7 @@ def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float,
     return dict(t0=t0, pos=rng.uniform(-4, size + 4, (n, 2)), vel=wind + rng.normal(0, 0.25, (n, 2)), acc=rng.normal(0, 0.08, (n, 2)),
                 life=lives, radius=rng.uniform(*radius, n), peak=rng.uniform(*peak, n))
 
-# %% ../nbs/tutorials/nowcasting.ipynb #5aaa7fbc
+# %% ../nbs/tutorials/nowcasting.ipynb #634956f5
 def cell_frame(p: dict, # the cells of one sequence, from `_cell_params`
                t: int, # the frame
                xx: np.ndarray, yy: np.ndarray, # the pixel grid, from `np.mgrid`
@@ -51,7 +51,7 @@ def cell_frame(p: dict, # the cells of one sequence, from `_cell_params`
     f = (amp * (0.6 * np.exp(-d2 / (2 * r[:, None, None]**2)) + 0.6 * np.exp(-d2 / (2 * (r[:, None, None] / 3)**2)))).sum(0)
     return np.round(255 * np.tanh(f)).astype(np.uint8)
 
-# %% ../nbs/tutorials/nowcasting.ipynb #f3a2f2d5
+# %% ../nbs/tutorials/nowcasting.ipynb #39149307
 def rain_cells(n: int, # number of sequences
                frames: int = 6, # frames per sequence
                size: int = 32, # grid size (pixels)
@@ -72,7 +72,7 @@ def rain_cells(n: int, # number of sequences
         for t in range(frames): out[i, t] = cell_frame(p, t, xx, yy)
     return torch.from_numpy(out)
 
-# %% ../nbs/tutorials/nowcasting.ipynb #d2417a72
+# %% ../nbs/tutorials/nowcasting.ipynb #0bcf4b45
 def to_model(vil: Tensor) -> Tensor:
     "VIL units (0-255) to the model's scale [-1, 1]"
     return torch.as_tensor(vil).float() / 127.5 - 1
