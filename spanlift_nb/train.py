@@ -18,7 +18,7 @@ from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned
 from .backbones import warmup_cosine
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
-from .metrics import teacher_rmse
+from .teacher import teacher_rmse
 
 # %% auto #0
 __all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'StudentView', 'register_solver',
