@@ -25,7 +25,7 @@ from .teacher import teacher_rmse
 # %% auto #0
 __all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'autocast_for',
            'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible',
-           'load_solver', 'init_distributed', 'FitResult', 'fit_solver', 'pairs_guidance']
+           'load_solver', 'init_distributed', 'pairs_guidance', 'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -204,6 +204,15 @@ def _ddp(solver: nn.Module, dev: torch.device) -> nn.Module:
     "The solver wrapped so that its gradients are averaged over the processes"
     return DistributedDataParallel(solver, device_ids=[dev.index] if dev.type == 'cuda' else None)
 
+# %% ../nbs/07_train.ipynb #51fc1a8f
+def pairs_guidance(pairs, # TeacherPairs (or a (noise, target) tuple)
+                   guidance: float | None = None) -> tuple: # the scale asked for (None: the pairs' own)
+    "(scale, null condition) to train on `pairs` with: the teacher's own; asking for another scale is an error naming both"
+    made = getattr(pairs, 'guidance', None)
+    if guidance is not None and hasattr(pairs, 'guidance') and made != float(guidance):
+        raise ValueError(f"these teacher pairs were made at guidance scale {made}, not {guidance}: make them with teacher_pairs(..., guidance={guidance})")
+    return (made if guidance is None else float(guidance)), (getattr(pairs, 'config', None) or {}).get('null')
+
 # %% ../nbs/07_train.ipynb #a17b1e7b
 SCALAR_PARAMS = ('dA', 'dB', 'logits')
 
@@ -343,12 +352,3 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
     solver.load_state_dict(run.best if run.best is not None else run.ema)
     solver.guidance = run.guidance
     return FitResult(solver.eval(), run.hist, run.best_val, done, time.time() - t0)
-
-# %% ../nbs/07_train.ipynb #51fc1a8f
-def pairs_guidance(pairs, # TeacherPairs (or a (noise, target) tuple)
-                   guidance: float | None = None) -> tuple: # the scale asked for (None: the pairs' own)
-    "(scale, null condition) to train on `pairs` with: the teacher's own; asking for another scale is an error naming both"
-    made = getattr(pairs, 'guidance', None)
-    if guidance is not None and hasattr(pairs, 'guidance') and made != float(guidance):
-        raise ValueError(f"these teacher pairs were made at guidance scale {made}, not {guidance}: make them with teacher_pairs(..., guidance={guidance})")
-    return (made if guidance is None else float(guidance)), (getattr(pairs, 'config', None) or {}).get('null')
