@@ -14,9 +14,33 @@ import torch.nn.functional as F
 from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, timestep_embedding, get_device, ARCHS)
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SHIPPED', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond', 'build_unet', 'build_unet_edm',
-           'build_mlp', 'build_mlp_edm', 'arch_config', 'flow_loss', 'edm_loss', 'warmup_cosine', 'WarmupCosine', 'EMA',
-           'random_batches', 'fit_network', 'fit_backbone', 'backbone_recipe']
+__all__ = ['OBJECTIVES', 'SHIPPED', 'check_labels', 'class_index', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond',
+           'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config', 'drop_labels', 'flow_loss',
+           'edm_loss', 'warmup_cosine', 'WarmupCosine', 'EMA', 'random_batches', 'fit_network', 'fit_labels',
+           'fit_backbone', 'backbone_recipe']
+
+# %% ../nbs/02_backbones.ipynb #c1a55e01
+def check_labels(labels, # class labels: a tensor or array of integers
+                 n: int, # how many there must be (one per image)
+                 num_classes: int, # K: valid labels are 0..K-1
+                 null_ok: bool = False) -> Tensor: # also accept K, the null class
+    "Labels as a long tensor, or a one-line ValueError naming what is wrong with them"
+    y = torch.as_tensor(labels)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool: raise ValueError(f"class labels must be integers, got dtype {y.dtype}")
+    if y.ndim != 1 or len(y) != n: raise ValueError(f"need one class label per image: {n} images, got labels of shape {tuple(y.shape)}")
+    hi = num_classes + 1 if null_ok else num_classes
+    if len(y) and (y.min() < 0 or y.max() >= hi):
+        raise ValueError(f"class labels must lie in 0..{hi - 1} for {num_classes} classes, got {int(y.min())}..{int(y.max())}")
+    return y.long()
+
+def class_index(class_labels, # labels (N,), an int for the whole batch, or None for the null class
+                n: int, num_classes: int, device=None) -> Tensor:
+    "The embedding index of each sample: its class, or `num_classes` (the null class) where no label is given"
+    if class_labels is None: return torch.full((n,), num_classes, dtype=torch.long, device=device)
+    y = torch.as_tensor(class_labels, device=device)
+    if y.ndim == 0: y = y.expand(n)
+    return check_labels(y, n, num_classes, null_ok=True)
+
 
 # %% ../nbs/02_backbones.ipynb #7257614c
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
@@ -64,10 +88,13 @@ class UNet(nn.Module):
                  groups: int = 8, # GroupNorm groups
                  dropout: float = 0.0, # dropout inside residual blocks
                  t_scale: float = 1000.0, # time is multiplied by this before the embedding
-                 patch: int = 1): # fold patch×patch pixels into channels first (2: a 28×28 image is worked on at 14×14)
+                 patch: int = 1, # fold patch×patch pixels into channels first (2: a 28×28 image is worked on at 14×14)
+                 num_classes: int = 0): # K > 0: class-conditional, with K+1 label embeddings (index K: no class)
         super().__init__()
         self.config = dict(in_ch=in_ch, base=base, mults=list(mults), blocks=blocks, mid_attn=mid_attn,
                            groups=groups, dropout=dropout, t_scale=t_scale, patch=patch)
+        if num_classes: self.config['num_classes'] = int(num_classes)
+        self.num_classes = int(num_classes)
         self.base, self.t_scale, self.patch, emb = base, t_scale, patch, 4 * base
         self.time = nn.Sequential(nn.Linear(base, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.inp = nn.Conv2d(in_ch * patch**2, base, 3, padding=1)
@@ -86,13 +113,16 @@ class UNet(nn.Module):
                 self.up.append(ResBlock(ch + skips.pop(), w, emb, groups, dropout)); ch = w
             if i > 0: self.up.append(nn.Conv2d(ch, ch, 3, padding=1))        # follows a nearest-neighbour upsample
         self.out = nn.Sequential(_norm(ch, groups), nn.SiLU(), _zero(nn.Conv2d(ch, in_ch * patch**2, 3, padding=1)))
+        if num_classes: self.label = _zero(nn.Embedding(num_classes + 1, emb))   # made last, and from zeros: draws no random numbers
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
         if self.patch > 1:
             if x.shape[-1] % self.patch or x.shape[-2] % self.patch:
                 raise ValueError(f"UNet(patch={self.patch}) needs height and width divisible by {self.patch}, got {tuple(x.shape[-2:])}")
             x = F.pixel_unshuffle(x, self.patch)
         emb = self.time(timestep_embedding(t.reshape(-1).expand(x.shape[0]) * self.t_scale, self.base))
+        if self.num_classes: emb = emb + self.label(class_index(class_labels, len(x), self.num_classes, x.device))
+        elif class_labels is not None: raise ValueError("This UNet is unconditional (num_classes=0): call it without class_labels")
         h = self.inp(x); hs = [h]
         for m in self.down:
             h = m(h, emb) if isinstance(m, ResBlock) else m(h)
@@ -173,14 +203,25 @@ def arch_config(net: nn.Module) -> dict:
     return dict(net.config)
 
 # %% ../nbs/02_backbones.ipynb #c85b7383
-def flow_loss(net: nn.Module, # velocity network v(x, t)
+def drop_labels(labels: Tensor, # class labels (N,), 0..K-1
+                num_classes: int, # K; the null class is K
+                p: float = 0.1, # share of labels replaced by the null class
+                g: torch.Generator | None = None): # random generator (on the labels' device)
+    "Replace each label by the null class `num_classes` with probability `p` (classifier-free guidance training)"
+    drop = torch.rand(len(labels), device=labels.device, generator=g) < p
+    return torch.where(drop, torch.full_like(labels, num_classes), labels)
+
+def flow_loss(net: nn.Module, # velocity network v(x, t) (or v(x, t, class_labels) when labels are given)
               x0: Tensor, # a batch of data
-              g: torch.Generator | None = None): # random generator (on x0's device)
+              g: torch.Generator | None = None, # random generator (on x0's device)
+              labels: Tensor | None = None, # class labels of x0; None: unconditional
+              label_dropout: float = 0.1): # share of labels dropped to the null class
     "Flow-matching loss: regress v(x_t, t) on eps - x0 along x_t = (1-t) x0 + t eps"
     t = torch.rand(len(x0), device=x0.device, generator=g)
     eps = torch.randn(x0.shape, device=x0.device, generator=g)
     tb = append_dims(t, x0)
-    return (net((1 - tb) * x0 + tb * eps, t) - (eps - x0)).pow(2).mean()
+    cond = {} if labels is None else dict(class_labels=drop_labels(labels, net.num_classes, label_dropout, g))
+    return (net((1 - tb) * x0 + tb * eps, t, **cond) - (eps - x0)).pow(2).mean()
 
 def edm_loss(net: nn.Module, # denoiser D(x, sigma), e.g. an `EDMPrecond`
              x0: Tensor, # a batch of data
@@ -299,6 +340,18 @@ def _check_fit(data, kind: str, arch: str, steps: int, batch: int):
     if not torch.isfinite(data).all(): raise ValueError("data contains NaN or infinite values")
     if int(steps) < 1 or int(batch) < 1: raise ValueError(f"steps and batch must be positive, got steps={steps}, batch={batch}")
 
+# %% ../nbs/02_backbones.ipynb #c1a55e08
+def fit_labels(labels, # class labels, one integer per image
+               data: Tensor, kind: str, arch: str, # what `fit_backbone` trains
+               label_dropout: float, # share of labels dropped to the null class
+               arch_kwargs: dict) -> Tensor: # the network config: `num_classes` is set here when missing (largest label + 1)
+    "Checked labels for a class-conditional run of `fit_backbone`, or a one-line ValueError"
+    if (kind, arch) != ('flow', 'unet'): raise ValueError(f"class labels need kind='flow' and arch='unet', got kind={kind!r}, arch={arch!r}")
+    if not 0 <= label_dropout < 1: raise ValueError(f"label_dropout must lie in [0, 1), got {label_dropout}")
+    y = torch.as_tensor(labels)
+    arch_kwargs.setdefault('num_classes', int(y.max()) + 1 if len(y) and not y.is_floating_point() else 1)
+    return check_labels(y, len(data), arch_kwargs['num_classes'])
+
 # %% ../nbs/02_backbones.ipynb #2de26089
 def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×D, in the scale the model should learn
                  kind: str = 'flow', # 'flow' (velocity, t=1 noise) or 'edm' (denoiser, t = sigma)
@@ -313,19 +366,25 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
                  warmup: int = 100, # warm-up steps
                  weight_decay: float = 0.01, # AdamW weight decay
                  progress: bool = True, # show a progress bar
+                 labels=None, # class labels, one integer in 0..K-1 per image: trains a class-conditional U-Net (flow only)
+                 label_dropout: float = 0.1, # share of labels dropped to the null class, for classifier-free guidance
                 ) -> Backbone:
     "Train a network by flow matching or as an EDM denoiser; returns its EMA weights as a `Backbone`"
     _check_fit(data, kind, arch, steps, batch)
     dev, kw = get_device(device), dict(_default_arch_kwargs(arch, data), **(arch_kwargs or {}))
+    if labels is not None: labels = fit_labels(labels, data, kind, arch, label_dropout, kw).to(dev)
     name, objective = (arch, flow_loss) if kind == 'flow' else (f'{arch}-edm', edm_loss)
     g, data, t0 = torch.Generator(device=dev).manual_seed(seed), data.to(dev), time.time()
-    net, losses = fit_network(lambda: ARCHS[name](**kw), lambda net, x0: objective(net, x0, g), random_batches(data, batch=int(batch), generator=g),
+    if labels is None: loss, batches = (lambda net, x0: objective(net, x0, g)), random_batches(data, batch=int(batch), generator=g)
+    else: loss, batches = (lambda net, b: flow_loss(net, b[0], g, b[1], label_dropout)), random_batches(data, labels, batch=int(batch), generator=g)
+    net, losses = fit_network(lambda: ARCHS[name](**kw), loss, batches,
                               steps, lr, warmup, weight_decay, ema, seed=seed, device=dev, progress=progress)
     conv = 't=1 noise, t=0 data; x_t = (1-t) x0 + t eps' if kind == 'flow' else 't = sigma: t=80 noise, t=0 data; x_t = x0 + t eps'
     meta = dict(arch=name, arch_kwargs=arch_config(net), objective=kind, steps=int(steps), batch=int(batch), lr=lr, seed=seed, ema=ema,
                 warmup=warmup, weight_decay=weight_decay, time_convention=conv, data_shape=list(data.shape[1:]),
                 n_params=sum(p.numel() for p in net.parameters()), train_seconds=round(time.time() - t0, 1),
                 final_loss=round(sum(losses[-100:]) / len(losses[-100:]), 5), torch=torch.__version__)
+    if labels is not None: meta.update(num_classes=kw['num_classes'], label_dropout=label_dropout)
     bb = as_backbone(net.cpu(), kind=kind, meta=meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
@@ -338,6 +397,9 @@ SHIPPED = {
                        ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2), blocks=1, mid_attn=True)),
     'fashion-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=6000, batch=64, lr=2e-3,
                          ema=0.999, threads=1, arch_kwargs=dict(base=32, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2)),
+    'fashion-cond-flow': dict(data='fashion', split='train', kind='flow', arch='unet', seed=0, steps=3000, batch=32, lr=2e-3,
+                              ema=0.999, threads=1, labels=True, label_dropout=0.1,
+                              arch_kwargs=dict(base=16, mults=(1, 2, 2), blocks=1, mid_attn=True, patch=2, num_classes=10)),
 }
 
 @recipe(SHIPPED)
@@ -348,8 +410,9 @@ def backbone_recipe(name: str, # a key of SHIPPED
                     progress: bool = True) -> tuple: # show a progress bar
     "Train a shipped backbone from its recipe; returns it and what `zoo.save` records"
     from spanlift_nb.data import load_dataset
-    data = load_dataset(r['data'], split=r['split'])
+    data, labels = load_dataset(r['data'], split=r['split'], labels=True) if r.get('labels') else (load_dataset(r['data'], split=r['split']), None)
     bb = fit_backbone(data, r['kind'], r['arch'], steps=r['steps'], batch=r['batch'], lr=r['lr'], seed=r['seed'],
-                      device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress)
+                      device=device, arch_kwargs=r['arch_kwargs'], ema=r['ema'], progress=progress,
+                      labels=labels, label_dropout=r.get('label_dropout', 0.1))
     return bb, dict(arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data=r['data'], split=r['split'],
                     n_train=len(data), value_range='[-1, 1]')

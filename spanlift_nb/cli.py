@@ -8,6 +8,7 @@ Docs: https://spanlift.github.io/spanlift-nb/cli.html.md"""
 from __future__ import annotations
 import sys, os, json as _json, argparse, contextlib, traceback
 from pathlib import Path
+from typing import Annotated
 import numpy as np
 import torch
 from fastcore.script import anno_parser
@@ -16,7 +17,8 @@ from .zoo import load_backbone, save
 from .teacher import HELD_OUT_SEED
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'main', 'export']
+__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'load_labels', 'class_labels_for', 'guidance_for', 'demo', 'fit_backbone',
+           'fit_solver', 'sample', 'evaluate', 'main', 'export']
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
@@ -24,12 +26,14 @@ EXAMPLES = {
          "  spanlift demo --quick              # a smoke test, under two minutes\n"
          "  spanlift demo --dataset fashion --device cuda --out runs/fashion",
  'fit-backbone': "  spanlift fit-backbone --data my_images.npy --kind flow --out bb.safetensors\n"
-                 "  spanlift fit-backbone --data digits --kind edm --steps 3000 --out digits-edm.safetensors --json",
+                 "  spanlift fit-backbone --data digits --kind edm --steps 3000 --out digits-edm.safetensors --json\n"
+                 "  spanlift fit-backbone --data my_images.npy --labels my_labels.npy --out cond.safetensors   # class-conditional",
  'fit-solver': "  spanlift fit-solver --backbone digits-flow --method spanlift --base euler --nfe 3 --out s.safetensors\n"
                "  spanlift fit-solver --backbone bb.safetensors --method scalar --base heun --nfe 5 --out s.safetensors --resume\n"
                "  torchrun --nproc_per_node 4 -m spanlift_nb.cli fit-solver --backbone mymodel.py:make --nfe 3 --out s.safetensors",
  'sample': "  spanlift sample --backbone digits-flow --base heun --nfe 9 --n 64 --out grid.png\n"
-           "  spanlift sample --backbone digits-flow --solver s.safetensors --n 1000 --out samples.npy --json",
+           "  spanlift sample --backbone digits-flow --solver s.safetensors --n 1000 --out samples.npy --json\n"
+           "  spanlift sample --backbone fashion-cond-flow --base euler --nfe 8 --classes 0 3 7 --guidance 3 --out grid.png",
  'eval': "  spanlift eval --backbone digits-flow --base dpmpp_2m --nfe 3 --json\n"
          "  spanlift eval --backbone digits-flow --solver s.safetensors --n 1000 --json",
 }
@@ -42,6 +46,36 @@ def _backbone(spec, device):
     bb = load_backbone(_need(spec, '--backbone'), device=get_device(device))
     if sample_shape(bb) is None: raise ValueError(f"backbone {spec!r} does not record its sample shape (metadata 'data_shape')")
     return bb
+
+# %% ../nbs/09_cli.ipynb #c1a55e20
+def load_labels(path: str, # a .npy file of integer class labels
+                n: int, # the number of images they label
+                num_classes: int | None = None) -> torch.Tensor: # K (default: the largest label + 1)
+    "Class labels from a .npy file, checked: integers, one per image, in 0..K-1"
+    from spanlift_nb.backbones import check_labels
+    if not Path(path).is_file(): raise FileNotFoundError(f"--labels: no file at {path!r}")
+    y = np.load(path, allow_pickle=False)
+    if y.dtype.kind not in 'iu': raise ValueError(f"--labels {path!r} must hold integers (0..K-1), got dtype {y.dtype}")
+    if num_classes is not None and num_classes < 1: raise ValueError(f"--num-classes must be positive, got {num_classes}")
+    k = num_classes if num_classes is not None else int(y.max()) + 1 if y.size else 1
+    return check_labels(torch.from_numpy(y.astype(np.int64)), n, k)
+
+def _unconditional(what: str) -> ValueError:
+    return ValueError(f"{what} needs a class-conditional backbone; this one is unconditional (no num_classes in its metadata)")
+
+def class_labels_for(bb, classes, n: int):
+    "Labels of `n` samples: `classes` in turn, or every class in turn on a class-conditional backbone; None on an unconditional one"
+    k = bb.meta.get('num_classes')
+    if classes is None: return torch.arange(n) % k if k else None
+    if not k: raise _unconditional('--classes')
+    if (bad := [c for c in classes if not 0 <= c < k]): raise ValueError(f"--classes {bad} outside the backbone's classes 0..{k - 1}")
+    return torch.tensor(classes)[torch.arange(n) % len(classes)]
+
+def guidance_for(bb, guidance, solver=None):
+    "The guidance scale to run at: `guidance`, else a trained solver's own; refused on an unconditional backbone"
+    g = getattr(solver, 'guidance', None) if guidance is None else float(guidance)
+    if g is not None and not bb.meta.get('num_classes'): raise _unconditional('--guidance')
+    return g
 
 # %% ../nbs/09_cli.ipynb #3f36668c
 def demo(dataset: str = 'digits', # 'digits' or 'fashion'
@@ -64,6 +98,8 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
                  seed: int = 0, # seeds initialisation, batches and noise
                  device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                  out: str = None, # where to write the .safetensors (+ .json)
+                 labels: str = None, # a .npy of integer class labels, one per image: a class-conditional U-Net (flow)
+                 num_classes: int = None, # K, with --labels in 0..K-1 (default: the largest label + 1)
                  json: bool = False): # print a JSON summary
     "Train a small backbone on your data by flow matching or as an EDM denoiser"
     from spanlift_nb.data import load_dataset
@@ -71,10 +107,12 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
     x = load_dataset(_need(data, '--data'))
-    bb = _fit(x, kind, arch, steps, batch, lr, seed, device)
+    y = load_labels(labels, len(x), num_classes) if labels is not None else None
+    bb = _fit(x, kind, arch, steps, batch, lr, seed, device, labels=y, arch_kwargs=dict(num_classes=num_classes) if num_classes else None)
     path = save(out, bb, arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data=str(data),
                 data_shape=list(x.shape[1:]), seed=seed, steps=steps, command=' '.join(['spanlift', 'fit-backbone'] + sys.argv[2:]))
-    return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps)
+    return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps,
+                num_classes=bb.meta.get('num_classes', 0))
 
 def fit_solver(backbone: str = None, # backbone SPEC
                method: str = 'spanlift', # 'spanlift' or 'scalar'
@@ -90,6 +128,7 @@ def fit_solver(backbone: str = None, # backbone SPEC
                width: int = 32, # SpanLift operator width
                blocks: int = 3, # SpanLift operator blocks
                seed: int = 0, # seed of the training pairs and batches
+               guidance: float = None, # classifier-free guidance scale w (class-conditional backbones)
                device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                json: bool = False): # print a JSON summary
     "Fit a learned-scalar solver or SpanLift to a backbone by endpoint teacher matching"
@@ -103,12 +142,12 @@ def fit_solver(backbone: str = None, # backbone SPEC
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
-    bb = _backbone(backbone, device); shape = sample_shape(bb)
+    bb = _backbone(backbone, device); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
     solver = SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks) if method == 'spanlift' else ScalarSolver(base, nfe, bb.path)
-    tr, va = teacher_pairs(bb, pairs + val, seed=seed, shape=shape, device=device, **DEFAULT_TEACHER).split(val)
+    tr, va = teacher_pairs(bb, pairs + val, seed=seed, shape=shape, device=device, guidance=guidance, **DEFAULT_TEACHER).split(val)
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr or SOLVER_LR[method], val_every=max(steps // 10, 1), seed=seed)
     r = _fit(solver, bb, tr, va, cfg, device=device, ckpt=out, resume=resume)
-    return dict(out=str(out), method=method, base=base, nfe=nfe, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
+    return dict(out=str(out), method=method, base=base, nfe=nfe, guidance=guidance, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
 
 def _method(bb, solver, base, nfe):
     "A trained solver from a checkpoint (checked against the backbone), or a base solver name"
@@ -127,6 +166,8 @@ def sample(backbone: str = None, # backbone SPEC
            nfe: int = None, # the base solver's NFE
            n: int = 64, # how many samples
            seed: int = 0, # noise seed
+           classes: Annotated[int, dict(nargs='+')] = None, # class labels, taken in turn over the samples (class-conditional backbones)
+           guidance: float = None, # classifier-free guidance scale w (default: a trained solver's own)
            out: str = None, # grid.png (an image grid) or samples.npy (an array in [-1, 1])
            device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
            json: bool = False): # print a JSON summary
@@ -139,11 +180,14 @@ def sample(backbone: str = None, # backbone SPEC
     if n < 1: raise ValueError(f"--n must be positive, got {n}")
     bb = _backbone(backbone, device)
     kw, name = _method(bb, solver, base, nfe)
-    x, measured = run_method(bb, start_noise(bb.path, sample_shape(bb), n, seed), device=device, **kw)
+    y, g = class_labels_for(bb, classes, n), guidance_for(bb, guidance, kw.get('solver'))
+    x, measured = run_method(bb, start_noise(bb.path, sample_shape(bb), n, seed), device=device, **kw,
+                             cond=None if y is None else dict(class_labels=y), guidance=g)
     if out.suffix == '.png': save_image_grid(bb.to_images(x), out, nrow=min(8, n))      # a latent model's samples are decoded first
     else:
         with atomic_write(out) as f: np.save(f, x.numpy())
-    return dict(out=str(out), n=n, nfe=measured, method=name, shape=list(x.shape[1:]))
+    return dict(out=str(out), n=n, nfe=measured, method=name, guidance=g, shape=list(x.shape[1:]),
+                **({} if y is None else dict(classes=sorted(set(y.tolist())))))
 
 def evaluate(backbone: str = None, # backbone SPEC
              solver: str = None, # a trained solver checkpoint from fit-solver
@@ -151,16 +195,18 @@ def evaluate(backbone: str = None, # backbone SPEC
              nfe: int = None, # the base solver's NFE
              n: int = 1000, # held-out samples
              seed: int = HELD_OUT_SEED, # noise seed of the held-out teacher pairs (keep it apart from training seeds)
+             guidance: float = None, # classifier-free guidance scale w (default: a trained solver's own)
              device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
              json: bool = False): # print one JSON object
     "Score a solver against the teacher (RMSE, PSNR) and the data (classifier FID/KID), from held-out noise"
     from spanlift_nb.teacher import teacher_pairs, DEFAULT_TEACHER
-    from spanlift_nb.evaluate import run_method, score, dataset_of
+    from spanlift_nb.evaluate import run_method, score, dataset_of, pairs_kw
     bb = _backbone(backbone, device)
     kw, name = _method(bb, solver, base, nfe)
-    test = teacher_pairs(bb, n, seed=seed, shape=sample_shape(bb), device=device, **DEFAULT_TEACHER)
-    x, measured = run_method(bb, test.noise, device=device, **kw)
-    return dict(method=name, nfe=measured, n=n, seed=seed, teacher=DEFAULT_TEACHER, **score(x, test.target, dataset_of(bb)))
+    g = guidance_for(bb, guidance, kw.get('solver'))
+    test = teacher_pairs(bb, n, seed=seed, shape=sample_shape(bb), device=device, guidance=g, **DEFAULT_TEACHER)
+    x, measured = run_method(bb, test.noise, device=device, **kw, **pairs_kw(test))
+    return dict(method=name, nfe=measured, guidance=g, n=n, seed=seed, teacher=DEFAULT_TEACHER, **score(x, test.target, dataset_of(bb)))
 
 # %% ../nbs/09_cli.ipynb #2a93de9e
 COMMANDS = {'demo': demo, 'fit-backbone': fit_backbone, 'fit-solver': fit_solver, 'sample': sample, 'eval': evaluate}

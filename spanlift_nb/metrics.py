@@ -19,8 +19,8 @@ from .backbones import fit_network, random_batches
 
 # %% auto #0
 __all__ = ['CLASSIFIERS', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'ClassifierCNN', 'accuracy', 'fit_classifier',
-           'classifier_recipe', 'feature_net', 'features', 'real_features', 'frechet_from_stats', 'frechet_distance',
-           'kid', 'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path',
+           'classifier_recipe', 'feature_net', 'features', 'real_features', 'class_accuracy', 'frechet_from_stats',
+           'frechet_distance', 'kid', 'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path',
            'install_inception_weights', 'save_image_folder', 'inception_ref_stats', 'inception_fid']
 
 # %% ../nbs/08_metrics.ipynb #cf03a907
@@ -148,6 +148,23 @@ def real_features(dataset: str, # 'digits' or 'fashion'
 
 @functools.lru_cache(maxsize=None)
 def _real_features(dataset: str, split: str) -> Tensor: return features(load_dataset(dataset, split=split), dataset)
+
+# %% ../nbs/08_metrics.ipynb #c1a55e11
+def class_accuracy(images: Tensor, # samples N×C×H×W in [-1, 1]
+                   classes, # the class asked for, one integer per sample (or one for all)
+                   dataset: str, # whose classifier: 'digits' or 'fashion'
+                   device=None, # default: CPU
+                  ) -> float:
+    "Share of `images` that the shipped classifier of `dataset` assigns to the class asked for"
+    n_classes = feature_net(dataset, device).meta['n_classes']
+    y = torch.as_tensor(classes)
+    if y.is_floating_point() or y.dtype == torch.bool: raise ValueError(f"classes must be integers, got dtype {y.dtype}")
+    if y.ndim == 0: y = y.expand(len(images))
+    if y.shape != (len(images),): raise ValueError(f"need one class per image: {len(images)} images, got classes of shape {tuple(y.shape)}")
+    if y.min() < 0 or y.max() >= n_classes: raise ValueError(f"classes must lie in 0..{n_classes - 1} for {dataset!r}, got {int(y.min())}..{int(y.max())}")
+    head = feature_net(dataset, device).head
+    with torch.no_grad(): pred = head(features(images, dataset, device=device).to(head.weight.device)).argmax(1).cpu()
+    return (pred == y.cpu()).double().mean().item()
 
 # %% ../nbs/08_metrics.ipynb #818bb16d
 def _feats(f, name: str = 'features') -> np.ndarray:
