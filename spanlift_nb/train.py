@@ -6,9 +6,9 @@ Docs: https://spanlift.github.io/spanlift-nb/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #499ac3f8
 from __future__ import annotations
-import os, json, math, copy, signal, threading, time
+import os, json, math, signal, threading, time
 from pathlib import Path
-from dataclasses import dataclass, asdict, field
+from dataclasses import dataclass, asdict
 import torch
 from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel
@@ -16,7 +16,7 @@ from fastcore.basics import patch
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, get_device, weights_hash, save_tensors, load_tensors,
-                              write_json, in_test)
+                              write_json)
 from .backbones import warmup_cosine
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
