@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
+from fastcore.basics import patch
 from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, timestep_embedding, get_device, ARCHS)
 
 # %% auto #0
@@ -42,7 +43,7 @@ def class_index(class_labels, # labels (N,), an int for the whole batch, or None
     return check_labels(y, n, num_classes, null_ok=True)
 
 
-# %% ../nbs/02_backbones.ipynb #7257614c
+# %% ../nbs/02_backbones.ipynb #1ef5657b
 def _norm(ch: int, groups: int) -> nn.GroupNorm: return nn.GroupNorm(math.gcd(groups, ch), ch)
 
 def _zero(m: nn.Module) -> nn.Module:
@@ -65,6 +66,8 @@ class ResBlock(nn.Module):
         h = self.n2(h) * (1 + scale) + shift
         return self.skip(x) + self.c2(self.drop(F.silu(h)))
 
+
+# %% ../nbs/02_backbones.ipynb #f337db70
 class SelfAttention2d(nn.Module):
     "Multi-head self-attention over the pixels of a feature map, with a residual connection"
     def __init__(self, ch: int, heads: int = 4, groups: int = 8):
@@ -78,6 +81,8 @@ class SelfAttention2d(nn.Module):
         o = F.scaled_dot_product_attention(q, k, v)                      # (n, heads, hw, c/heads)
         return x + self.proj(o.transpose(-1, -2).reshape(n, c, h, w))
 
+
+# %% ../nbs/02_backbones.ipynb #a41fce60
 class UNet(nn.Module):
     "A small time-conditioned U-Net: `net(x, t)` with x N×C×H×W and t of shape (N,)"
     def __init__(self, in_ch: int = 1, # image channels (in and out)
@@ -99,40 +104,58 @@ class UNet(nn.Module):
         self.time = nn.Sequential(nn.Linear(base, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.inp = nn.Conv2d(in_ch * patch**2, base, 3, padding=1)
         widths = [base * m for m in mults]
-        self.down, skips, ch = nn.ModuleList(), [base], base
-        for i, w in enumerate(widths):
-            for _ in range(blocks):
-                self.down.append(ResBlock(ch, w, emb, groups, dropout)); ch = w; skips.append(ch)
-            if i < len(widths) - 1:
-                self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1)); skips.append(ch)
+        ch, skips = self._make_down(widths, blocks, emb, groups, dropout)
         self.mid1, self.mid2 = ResBlock(ch, ch, emb, groups, dropout), ResBlock(ch, ch, emb, groups, dropout)
         self.attn = SelfAttention2d(ch, groups=groups) if mid_attn else nn.Identity()
-        self.up = nn.ModuleList()
-        for i, w in reversed(list(enumerate(widths))):
-            for _ in range(blocks + 1):
-                self.up.append(ResBlock(ch + skips.pop(), w, emb, groups, dropout)); ch = w
-            if i > 0: self.up.append(nn.Conv2d(ch, ch, 3, padding=1))        # follows a nearest-neighbour upsample
+        ch = self._make_up(widths, blocks, ch, skips, emb, groups, dropout)
         self.out = nn.Sequential(_norm(ch, groups), nn.SiLU(), _zero(nn.Conv2d(ch, in_ch * patch**2, 3, padding=1)))
         if num_classes: self.label = _zero(nn.Embedding(num_classes + 1, emb))   # made last, and from zeros: draws no random numbers
 
-    def forward(self, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
-        if self.patch > 1:
-            if x.shape[-1] % self.patch or x.shape[-2] % self.patch:
-                raise ValueError(f"UNet(patch={self.patch}) needs height and width divisible by {self.patch}, got {tuple(x.shape[-2:])}")
-            x = F.pixel_unshuffle(x, self.patch)
-        emb = self.time(timestep_embedding(t.reshape(-1).expand(x.shape[0]) * self.t_scale, self.base))
-        if self.num_classes: emb = emb + self.label(class_index(class_labels, len(x), self.num_classes, x.device))
-        elif class_labels is not None: raise ValueError("This UNet is unconditional (num_classes=0): call it without class_labels")
-        h = self.inp(x); hs = [h]
-        for m in self.down:
-            h = m(h, emb) if isinstance(m, ResBlock) else m(h)
-            hs.append(h)
-        h = self.mid2(self.attn(self.mid1(h, emb)), emb)
-        for m in self.up:
-            if isinstance(m, ResBlock): h = m(torch.cat([h, hs.pop()], 1), emb)
-            else: h = m(F.interpolate(h, size=hs[-1].shape[-2:], mode='nearest'))
-        h = self.out(h)
-        return F.pixel_shuffle(h, self.patch) if self.patch > 1 else h
+
+# %% ../nbs/02_backbones.ipynb #5d2cd423
+@patch
+def _make_down(self: UNet, widths: list, blocks: int, emb: int, groups: int, dropout: float) -> tuple:
+    "Build the way down; returns its output width and the widths of the skips it leaves"
+    self.down, skips, ch = nn.ModuleList(), [self.base], self.base
+    for i, w in enumerate(widths):
+        for _ in range(blocks):
+            self.down.append(ResBlock(ch, w, emb, groups, dropout)); ch = w; skips.append(ch)
+        if i < len(widths) - 1:
+            self.down.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1)); skips.append(ch)
+    return ch, skips
+
+@patch
+def _make_up(self: UNet, widths: list, blocks: int, ch: int, skips: list, emb: int, groups: int, dropout: float) -> int:
+    "Build the way up, taking the skips back in reverse order; returns its output width"
+    self.up = nn.ModuleList()
+    for i, w in reversed(list(enumerate(widths))):
+        for _ in range(blocks + 1):
+            self.up.append(ResBlock(ch + skips.pop(), w, emb, groups, dropout)); ch = w
+        if i > 0: self.up.append(nn.Conv2d(ch, ch, 3, padding=1))        # follows a nearest-neighbour upsample
+    return ch
+
+
+# %% ../nbs/02_backbones.ipynb #938f6a13
+@patch
+def forward(self: UNet, x: Tensor, t: Tensor, class_labels: Tensor | None = None) -> Tensor:
+    "The network's output for images `x` at times `t`, with optional class labels"
+    if self.patch > 1:
+        if x.shape[-1] % self.patch or x.shape[-2] % self.patch:
+            raise ValueError(f"UNet(patch={self.patch}) needs height and width divisible by {self.patch}, got {tuple(x.shape[-2:])}")
+        x = F.pixel_unshuffle(x, self.patch)
+    emb = self.time(timestep_embedding(t.reshape(-1).expand(x.shape[0]) * self.t_scale, self.base))
+    if self.num_classes: emb = emb + self.label(class_index(class_labels, len(x), self.num_classes, x.device))
+    elif class_labels is not None: raise ValueError("This UNet is unconditional (num_classes=0): call it without class_labels")
+    h = self.inp(x); hs = [h]
+    for m in self.down:
+        h = m(h, emb) if isinstance(m, ResBlock) else m(h)
+        hs.append(h)
+    h = self.mid2(self.attn(self.mid1(h, emb)), emb)
+    for m in self.up:
+        if isinstance(m, ResBlock): h = m(torch.cat([h, hs.pop()], 1), emb)
+        else: h = m(F.interpolate(h, size=hs[-1].shape[-2:], mode='nearest'))
+    h = self.out(h)
+    return F.pixel_shuffle(h, self.patch) if self.patch > 1 else h
 
 # %% ../nbs/02_backbones.ipynb #72d88b46
 class MLP(nn.Module):

@@ -77,7 +77,7 @@ def guidance_for(bb, guidance, solver=None):
     if g is not None and not bb.meta.get('num_classes'): raise _unconditional('--guidance')
     return g
 
-# %% ../nbs/09_cli.ipynb #3f36668c
+# %% ../nbs/09_cli.ipynb #fb1aa800
 def demo(dataset: str = 'digits', # 'digits' or 'fashion'
          nfe: int = 3, # the NFE budget
          quick: bool = False, # a smoke test, under two minutes
@@ -89,6 +89,8 @@ def demo(dataset: str = 'digits', # 'digits' or 'fashion'
     r = run_demo(dataset, nfe, quick, device, out, log=lambda s: print(s, file=sys.stderr if json else sys.stdout))
     return dict(rows=r['rows'], config=r['config'], out=str(out))
 
+
+# %% ../nbs/09_cli.ipynb #e2c5e4b9
 def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×W), or 'digits' / 'fashion'
                  kind: str = 'flow', # 'flow' (flow matching) or 'edm' (EDM denoiser)
                  arch: str = 'unet', # 'unet' for images, 'mlp' for flat data
@@ -114,6 +116,8 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
     return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps,
                 num_classes=bb.meta.get('num_classes', 0))
 
+
+# %% ../nbs/09_cli.ipynb #92cf3a44
 def fit_solver(backbone: str = None, # backbone SPEC
                method: str = 'spanlift', # 'spanlift' or 'scalar'
                base: str = 'euler', # the base solver
@@ -149,6 +153,8 @@ def fit_solver(backbone: str = None, # backbone SPEC
     r = _fit(solver, bb, tr, va, cfg, device=device, ckpt=out, resume=resume)
     return dict(out=str(out), method=method, base=base, nfe=nfe, guidance=guidance, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
 
+
+# %% ../nbs/09_cli.ipynb #a1605e9a
 def _method(bb, solver, base, nfe):
     "A trained solver from a checkpoint (checked against the backbone), or a base solver name"
     from spanlift_nb.train import load_solver
@@ -160,6 +166,8 @@ def _method(bb, solver, base, nfe):
     get_solver(_need(base, '--solver or --base')).steps_for_nfe(_need(nfe, '--nfe'))   # fail fast on a bad name or NFE
     return dict(base=base, nfe=nfe), base
 
+
+# %% ../nbs/09_cli.ipynb #1e6ee79b
 def sample(backbone: str = None, # backbone SPEC
            solver: str = None, # a trained solver checkpoint from fit-solver
            base: str = None, # or a base solver by name (with --nfe)
@@ -189,6 +197,8 @@ def sample(backbone: str = None, # backbone SPEC
     return dict(out=str(out), n=n, nfe=measured, method=name, guidance=g, shape=list(x.shape[1:]),
                 **({} if y is None else dict(classes=sorted(set(y.tolist())))))
 
+
+# %% ../nbs/09_cli.ipynb #4af43bc3
 def evaluate(backbone: str = None, # backbone SPEC
              solver: str = None, # a trained solver checkpoint from fit-solver
              base: str = None, # or a base solver by name (with --nfe)
@@ -208,7 +218,8 @@ def evaluate(backbone: str = None, # backbone SPEC
     x, measured = run_method(bb, test.noise, device=device, **kw, **pairs_kw(test))
     return dict(method=name, nfe=measured, guidance=g, n=n, seed=seed, teacher=DEFAULT_TEACHER, **score(x, test.target, dataset_of(bb)))
 
-# %% ../nbs/09_cli.ipynb #2a93de9e
+
+# %% ../nbs/09_cli.ipynb #503a6cfc
 COMMANDS = {'demo': demo, 'fit-backbone': fit_backbone, 'fit-solver': fit_solver, 'sample': sample, 'eval': evaluate}
 # bad input, a missing or unwritable file, a diverged run, a missing optional package: one line. Anything else is a bug: its traceback
 USER_ERRORS = (ValueError, OSError, FloatingPointError, ImportError)
@@ -223,6 +234,8 @@ def _usage() -> str:
     return "usage: spanlift COMMAND [options]   (spanlift COMMAND --help for details)\n\ncommands:\n" + \
         '\n'.join(f"  {k:<{w}}  {f.__doc__}" for k, f in COMMANDS.items())
 
+
+# %% ../nbs/09_cli.ipynb #f106d324
 def _print_result(res, as_json: bool):
     if int(os.environ.get('RANK', 0)) != 0: return          # under torchrun only rank 0 reports
     if as_json: print(_json.dumps(res, default=lambda o: o if isinstance(o, (int, float, str)) else str(o)))

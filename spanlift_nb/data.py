@@ -102,7 +102,7 @@ def load_digits(split: str = 'train', # 'train', 'test' or 'all'
     x = images_from_array(d.images[idx].astype(np.float32), value_range=(0, 16), name='digits')
     return (x, torch.from_numpy(d.target[idx].astype(np.int64))) if labels else x
 
-# %% ../nbs/01_data.ipynb #efc34239
+# %% ../nbs/01_data.ipynb #2317a04f
 FASHION_ROOT = Path('/usr/share/datasets/fashion-mnist')
 FASHION_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
@@ -123,6 +123,7 @@ def read_idx(path) -> np.ndarray:
         raise ValueError(f"{path} is truncated or damaged: its header promises {dims} values ({n} bytes), it holds {len(buf) - 4 - 4*nd}")
     return np.frombuffer(buf, dt, offset=4 + 4*nd).reshape(dims).astype(dt.newbyteorder('='))
 
+# %% ../nbs/01_data.ipynb #6e41d354
 def _find_idx(root: Path, stem: str, default: bool) -> Path:
     "The gzipped or raw IDX file `stem` in `root`, or an error that says how to get it"
     for p in (root/f'{stem}.gz', root/stem):
@@ -217,7 +218,7 @@ def load_dataset(name_or_path, # 'digits', 'fashion', a toy name (see TOYS) or a
     if n is None: return out
     return tuple(o[:int(n)] for o in out) if labels else out[:int(n)]
 
-# %% ../nbs/01_data.ipynb #ced5a023
+# %% ../nbs/01_data.ipynb #afa28e48
 def image_grid(x, # images N×C×H×W or N×H×W in [-1, 1] (tensor or array)
                nrow: int = 8, # images per row
                pad: int = 1, # pixels between images
@@ -237,6 +238,7 @@ def image_grid(x, # images N×C×H×W or N×H×W in [-1, 1] (tensor or array)
     g = np.clip((np.nan_to_num(g, nan=0.0) + 1) / 2, 0, 1)
     return g[0] if c == 1 else g.transpose(1, 2, 0)
 
+# %% ../nbs/01_data.ipynb #89aa9416
 def show_images(x, # images N×C×H×W or N×H×W in [-1, 1]
                 nrow: int = 8, # images per row
                 title: str | None = None, # title above the grid

@@ -25,7 +25,7 @@ from .metrics import clf_fid_kid
 __all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'results_markdown',
            'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
-# %% ../nbs/08a_evaluate.ipynb #b7c6b007
+# %% ../nbs/08a_evaluate.ipynb #e47c2ec2
 def dataset_of(backbone) -> str | None:
     "The shipped data set a backbone was trained on ('digits' or 'fashion'), if any: it has a feature classifier"
     d = (getattr(backbone, 'meta', {}) or {}).get('data')
@@ -36,6 +36,7 @@ def can_spend(base: str, nfe: int) -> bool:
     s = get_solver(base)
     return any(s.nfe_for_steps(k) == nfe for k in range(1, nfe + 1))
 
+# %% ../nbs/08a_evaluate.ipynb #9cff7fda
 def run_method(backbone, noise: Tensor, # the backbone and the shared starting noise
                solver: LearnedSolver | None = None, # a trained solver, or None for a base solver
                base: str | None = None, nfe: int | None = None, schedule: str | None = None, # the base solver
@@ -61,6 +62,7 @@ def pairs_kw(pairs: TeacherPairs) -> dict:
     "The conditions and guidance of `pairs`, as keyword arguments for `run_method`"
     return dict(cond=pairs.cond, guidance=pairs.guidance, null=pairs.config.get('null'))
 
+# %% ../nbs/08a_evaluate.ipynb #b00e3054
 def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool = True, seed: int = 0,
           decode=None) -> dict: # maps samples to images (latent models): PSNR and FID/KID are then on decoded images
     "Teacher RMSE in the model's own space; PSNR, and classifier FID/KID beside their real-vs-real floors, on (decoded) samples"
@@ -157,7 +159,7 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
                   pairs_seconds=t_pairs, seed=seed, guidance=guidance, device=str(dev), torch=torch.__version__)
     return dict(rows=rows, config=config, solvers=solvers, samples=dict(samples, **fitted), test=test, backbone=bb)
 
-# %% ../nbs/08a_evaluate.ipynb #a275148a
+# %% ../nbs/08a_evaluate.ipynb #d115b3e4
 def _fmt(v, nd=4):
     if v is None: return '–'
     if isinstance(v, float): return f'{v:.{nd}f}' if abs(v) < 100 else f'{v:.1f}'
@@ -178,6 +180,7 @@ def results_markdown(rows: list, config: dict | None = None) -> str:
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
+# %% ../nbs/08a_evaluate.ipynb #fe367ead
 def plot_grids(panels: dict, nrow: int = 8, title: str | None = None):
     "Sample grids side by side, one panel per method, all from the same noise"
     import matplotlib.pyplot as plt

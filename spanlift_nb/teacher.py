@@ -111,7 +111,7 @@ def pair_conditions(bb: Backbone, n: int, seed: int, cond: dict | None = None) -
         if v.ndim == 0 or len(v) != n: raise ValueError(f"condition {k!r} has {len(v) if v.ndim else 'no'} rows for {n} pairs: give one per pair")
     return cond
 
-# %% ../nbs/03a_teacher.ipynb #a45b020b
+# %% ../nbs/03a_teacher.ipynb #4a5363d3
 def _from_cache(f: Path, key: str, cfg: dict, guidance) -> TeacherPairs:
     from safetensors import safe_open
     with safe_open(str(f), 'pt') as h: stored = json.loads((h.metadata() or {}).get('config', '{}'))
@@ -119,6 +119,7 @@ def _from_cache(f: Path, key: str, cfg: dict, guidance) -> TeacherPairs:
     cond = {k[5:]: v for k, v in t.items() if k.startswith('cond.')} or None
     return TeacherPairs(t['noise'], t['target'], key, dict(cfg, nfe=stored.get('nfe')), cond, guidance)
 
+# %% ../nbs/03a_teacher.ipynb #a58d2c2a
 def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` accepts is fine via as_backbone) and the number of pairs
                   seed: int = 0, shape=None, # noise seed (and label seed); sample shape (default: the backbone's metadata)
                   method: str = DEFAULT_TEACHER['method'], rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'],
