@@ -62,7 +62,7 @@ def write(a, results: dict, t0: float):
     mc = matched_cost(results)
     lines = [f"# spanlift-nb benchmark\n", f"Measured by `python bench/run.py {' '.join(sys.argv[1:])}` on {machine()}; "
              f"wall time so far {time.time() - t0:.0f} s. Teacher: dopri5 (rtol = atol = 1e-4), test noise held out (seed 1), "
-             "training pairs seed 0 with a validation split. RMSE is `metrics.teacher_rmse` (mean per-sample RMSE to the teacher "
+             "training pairs seed 0 with a validation split. RMSE is `teacher.teacher_rmse` (mean per-sample RMSE to the teacher "
              "endpoint); clf-FID/KID use the shipped feature classifiers, each beside its real-vs-real floor. The learned solvers "
              "build on the base (and grid) with the lowest *validation* RMSE; 'op. from' marks an operator trained over another base.\n"]
     for (name, nfe), r in results.items():

@@ -18,7 +18,8 @@ from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift, operator_cost
 from .train import fit_solver, TrainConfig, SOLVER_LR
-from .metrics import teacher_rmse, psnr, clf_fid_kid
+from .teacher import teacher_rmse, psnr
+from .metrics import clf_fid_kid
 
 # %% auto #0
 __all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'results_markdown',

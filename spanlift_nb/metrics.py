@@ -18,38 +18,10 @@ from .data import load_dataset
 from .backbones import fit_network, random_batches
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'teacher_rmse', 'psnr', 'ClassifierCNN', 'accuracy',
-           'fit_classifier', 'classifier_recipe', 'feature_net', 'features', 'real_features', 'class_accuracy',
-           'frechet_from_stats', 'frechet_distance', 'kid', 'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein',
-           'cleanfid_inception_path', 'install_inception_weights', 'save_image_folder', 'inception_ref_stats',
-           'inception_fid']
-
-# %% ../nbs/08_metrics.ipynb #ab4808ed
-def _paired(x, ref) -> tuple:
-    "Check two batches of samples made from the same noise; return them as float64 tensors"
-    x, ref = torch.as_tensor(x), torch.as_tensor(ref)
-    if x.shape != ref.shape:
-        raise ValueError(f"x has shape {tuple(x.shape)} but ref has shape {tuple(ref.shape)}: "
-                         "compare samples made from the same noise, one for one")
-    if x.ndim < 1 or len(x) == 0: raise ValueError(f"need at least one sample, got shape {tuple(x.shape)}")
-    return x.detach().double().cpu(), ref.detach().double().cpu()
-
-def _mse_per_sample(x, ref) -> Tensor: return ((x - ref) ** 2).reshape(len(x), -1).mean(1)
-
-def teacher_rmse(x: Tensor, # samples, N×... (any shape with the batch first)
-                 ref: Tensor, # the teacher's samples from the same noise, same shape
-                ) -> float:
-    "Mean over samples of the per-sample root mean squared error, `mean_i sqrt(mean_j (x_ij - ref_ij)^2)`"
-    x, ref = _paired(x, ref)
-    return _mse_per_sample(x, ref).sqrt().mean().item()
-
-def psnr(x: Tensor, # samples, N×... with values in a range of width `data_range`
-         ref: Tensor, # the teacher's samples from the same noise, same shape
-         data_range: float = 2.0, # max minus min of the data: 2 for images in [-1, 1]
-        ) -> float:
-    "Mean over samples of the per-sample PSNR in dB, `mean_i 10 log10(data_range^2 / MSE_i)`; inf if a sample is exact"
-    x, ref = _paired(x, ref)
-    return (10 * torch.log10(data_range ** 2 / _mse_per_sample(x, ref))).mean().item()
+__all__ = ['CLASSIFIERS', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'ClassifierCNN', 'accuracy', 'fit_classifier',
+           'classifier_recipe', 'feature_net', 'features', 'real_features', 'class_accuracy', 'frechet_from_stats',
+           'frechet_distance', 'kid', 'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path',
+           'install_inception_weights', 'save_image_folder', 'inception_ref_stats', 'inception_fid']
 
 # %% ../nbs/08_metrics.ipynb #cf03a907
 def _conv_block(cin: int, cout: int) -> nn.Sequential:

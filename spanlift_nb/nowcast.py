@@ -202,7 +202,7 @@ def score_nowcast(x: Tensor, # forecasts in the model's scale, K rows (members) 
                   members: int, # K
                   thresholds=THRESHOLDS) -> dict:
     "Teacher RMSE (VIL units), ensemble CRPS and member-mean CSI of forecasts `x` against the truth"
-    from spanlift_nb.metrics import teacher_rmse
+    from spanlift_nb.teacher import teacher_rmse
     v, obs = to_vil(x), to_vil(truth)
     ens = v.reshape(-1, members, *v.shape[1:])
     return dict(teacher_rmse_vil=teacher_rmse(v, to_vil(target)), crps=crps_ensemble(ens, obs),

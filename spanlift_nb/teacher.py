@@ -18,7 +18,7 @@ from .solvers import sample, start_noise
 
 # %% auto #0
 __all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'needs_stop', 'teacher_solve', 'default_cache_dir', 'TeacherPairs', 'cond_hash',
-           'pairs_config', 'pair_conditions', 'teacher_pairs']
+           'pairs_config', 'pair_conditions', 'teacher_pairs', 'teacher_rmse', 'psnr']
 
 # %% ../nbs/03a_teacher.ipynb #3d40c72f
 DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)   # the teacher of every comparison, unless told otherwise
@@ -153,3 +153,30 @@ def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` acc
     save_tensors(f, dict(noise=noise, target=done, **{f'cond.{k}': v for k, v in (cond or {}).items()}), dict(key=key, config=json.dumps(cfg)))
     part.unlink(missing_ok=True)
     return TeacherPairs(noise, done, key, cfg, cond, guidance)
+
+# %% ../nbs/03a_teacher.ipynb #ab4808ed
+def _paired(x, ref) -> tuple:
+    "Check two batches of samples made from the same noise; return them as float64 tensors"
+    x, ref = torch.as_tensor(x), torch.as_tensor(ref)
+    if x.shape != ref.shape:
+        raise ValueError(f"x has shape {tuple(x.shape)} but ref has shape {tuple(ref.shape)}: "
+                         "compare samples made from the same noise, one for one")
+    if x.ndim < 1 or len(x) == 0: raise ValueError(f"need at least one sample, got shape {tuple(x.shape)}")
+    return x.detach().double().cpu(), ref.detach().double().cpu()
+
+def _mse_per_sample(x, ref) -> Tensor: return ((x - ref) ** 2).reshape(len(x), -1).mean(1)
+
+def teacher_rmse(x: Tensor, # samples, N×... (any shape with the batch first)
+                 ref: Tensor, # the teacher's samples from the same noise, same shape
+                ) -> float:
+    "Mean over samples of the per-sample root mean squared error, `mean_i sqrt(mean_j (x_ij - ref_ij)^2)`"
+    x, ref = _paired(x, ref)
+    return _mse_per_sample(x, ref).sqrt().mean().item()
+
+def psnr(x: Tensor, # samples, N×... with values in a range of width `data_range`
+         ref: Tensor, # the teacher's samples from the same noise, same shape
+         data_range: float = 2.0, # max minus min of the data: 2 for images in [-1, 1]
+        ) -> float:
+    "Mean over samples of the per-sample PSNR in dB, `mean_i 10 log10(data_range^2 / MSE_i)`; inf if a sample is exact"
+    x, ref = _paired(x, ref)
+    return (10 * torch.log10(data_range ** 2 / _mse_per_sample(x, ref))).mean().item()

@@ -16,7 +16,7 @@ from .zoo import load_backbone, shipped, info
 from .solvers import SOLVERS, get_solver, sample
 from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .span import span_decomposition, SpanReport
-from .metrics import teacher_rmse, psnr
+from .teacher import teacher_rmse, psnr
 
 # %% auto #0
 __all__ = ['get_backbone', 'explorer_teacher', 'figure_png', 'Explorer', 'solver_view', 'solver_figure', 'solver_explorer',
