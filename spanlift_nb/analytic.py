@@ -6,7 +6,6 @@ Docs: https://spanlift.github.io/spanlift-nb/analytic.html.md"""
 
 # %% ../nbs/02a_analytic.ipynb #1f17b245
 from __future__ import annotations
-import math
 import torch
 from torch import nn, Tensor
 from .core import GaussianPath, Backbone, append_dims

@@ -6,14 +6,13 @@ Docs: https://spanlift.github.io/spanlift-nb/evaluate.html.md"""
 
 # %% ../nbs/08a_evaluate.ipynb #1a37e04f
 from __future__ import annotations
-import json, time, math
+import time, math
 from pathlib import Path
 import torch
 from torch import Tensor
-from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, as_backbone, conditioned_view, count_nfe, get_device, sample_shape, write_json, atomic_write, in_test)
+from .core import as_backbone, conditioned_view, count_nfe, get_device, sample_shape, write_json, atomic_write
 from .zoo import load_backbone
-from .solvers import sample, get_solver, SOLVERS, BASE_SOLVERS
+from .solvers import sample, get_solver, BASE_SOLVERS
 from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift, operator_cost

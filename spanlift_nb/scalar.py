@@ -8,7 +8,7 @@ Docs: https://spanlift.github.io/spanlift-nb/scalar.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn, Tensor
-from .core import GaussianPath, Backbone, ModelOutput, as_backbone, check_grid
+from .core import GaussianPath, as_backbone, check_grid
 from .solvers import get_solver, make_grid, SpanTable, run_table
 
 # %% auto #0

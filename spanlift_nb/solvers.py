@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/solvers.html.md"""
 
 # %% ../nbs/03_solvers.ipynb #758d4b8a
 from __future__ import annotations
-import math, inspect
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import Callable
 import torch

@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe, append_dims, timestep_embedding
+from .core import GaussianPath, ModelOutput, as_backbone, append_dims, timestep_embedding
 from .solvers import SpanTable
 from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
