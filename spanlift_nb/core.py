@@ -421,15 +421,13 @@ def _code_fingerprint(fn) -> bytes:
 ARCHS: dict = {}
 
 def library_wins(old, new) -> bool:
-    "May `new` take a registry slot held by `old`? Not when `old` is the library's and `new` is defined elsewhere (a notebook re-running its cell)"
+    "May recipe `new` replace `old`? Not when `old` is the library's and `new` is defined elsewhere (a notebook re-running its cell)"
     lib = lambda f: getattr(f, '__module__', '').startswith('spanlift_nb.')
     return old is None or lib(new) or not lib(old)
 
 def register_arch(name: str):
     "Decorator: register a builder `f(**arch_kwargs) -> nn.Module` under `name` for checkpoints"
-    def deco(f):
-        if library_wins(ARCHS.get(name), f): ARCHS[name] = f
-        return f
+    def deco(f): ARCHS[name] = f; return f
     return deco
 
 RECIPES: dict = {}
