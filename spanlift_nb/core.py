@@ -16,8 +16,8 @@ from fastcore.basics import patch
 __all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
            'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'fit_condition',
            'with_condition', 'with_guidance', 'conditioned_view', 'atomic_write', 'write_json', 'save_tensors',
-           'load_tensors', 'file_sha256', 'weights_hash', 'library_wins', 'register_arch', 'recipe', 'sample_shape',
-           'check_grid', 'timestep_embedding']
+           'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape', 'check_grid',
+           'timestep_embedding']
 
 # %% ../nbs/00_core.ipynb #e850cee8
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -420,11 +420,6 @@ def _code_fingerprint(fn) -> bytes:
 # %% ../nbs/00_core.ipynb #31e6533e
 ARCHS: dict = {}
 
-def library_wins(old, new) -> bool:
-    "May recipe `new` replace `old`? Not when `old` is the library's and `new` is defined elsewhere (a notebook re-running its cell)"
-    lib = lambda f: getattr(f, '__module__', '').startswith('spanlift_nb.')
-    return old is None or lib(new) or not lib(old)
-
 def register_arch(name: str):
     "Decorator: register a builder `f(**arch_kwargs) -> nn.Module` under `name` for checkpoints"
     def deco(f): ARCHS[name] = f; return f
@@ -435,8 +430,7 @@ RECIPES: dict = {}
 def recipe(table: dict): # {shipped name: settings}; settings may hold `threads`, the torch thread count of the run
     "Decorator: register `f(name, settings, out=, device=, progress=) -> (module, save_kwargs)` as the recipe of every model in `table`"
     def deco(f):
-        for name in table:
-            if library_wins(RECIPES.get(name, (None,))[0], f): RECIPES[name] = (f, table)
+        for name in table: RECIPES[name] = (f, table)
         return f
     return deco
 
