@@ -64,9 +64,9 @@ class GaussianPath:
         return d
 
     @classmethod
-    def from_config(cls, cfg: dict) -> GaussianPath:
-        "The path a `config()` describes (a discrete VP table is recorded only by its hash, so it comes back continuous)"
-        return cls(**{k: v for k, v in cfg.items() if k in ('kind', 't_max', 't_min', 'beta_min', 'beta_max')})
+    def from_config(cls, cfg: dict, alphas_cumprod: Tensor | None = None) -> GaussianPath:
+        "The path a `config()` describes; a discrete VP table is recorded only by its hash, so pass it back as `alphas_cumprod`"
+        return cls(**{k: v for k, v in cfg.items() if k in ('kind', 't_max', 't_min', 'beta_min', 'beta_max')}, alphas_cumprod=alphas_cumprod)
 
 def _sha(b: bytes) -> str: return hashlib.sha256(b).hexdigest()
 

@@ -47,7 +47,7 @@ def path_of(record: dict, # a `backbone_record`
     "The Gaussian path a solver was trained on, with a DDPM model's discrete schedule rebuilt from its scheduler config"
     c = solver_config['path']
     ac = vp_alphas_cumprod(record['scheduler']) if c.get('discrete') else None
-    p = GaussianPath(**{k: c[k] for k in ('kind', 't_max', 't_min', 'beta_min', 'beta_max') if k in c}, alphas_cumprod=ac)
+    p = GaussianPath.from_config(c, alphas_cumprod=ac)
     if p.config() != c: raise ValueError(f"the model's scheduler config gives the path {p.config()}, but the solver was trained on {c}")
     return p
 
