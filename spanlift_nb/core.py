@@ -15,9 +15,9 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
            'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'fit_condition',
-           'with_condition', 'with_guidance', 'conditioned_view', 'atomic_write', 'write_json', 'save_tensors',
-           'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape', 'check_grid',
-           'timestep_embedding']
+           'with_condition', 'with_guidance', 'conditioned_view', 'parse_guidance', 'guidance_scale', 'check_scale',
+           'atomic_write', 'write_json', 'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch',
+           'recipe', 'sample_shape', 'check_grid', 'timestep_embedding']
 
 # %% ../nbs/00_core.ipynb #e850cee8
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -325,6 +325,13 @@ class _Guided(nn.Module):
     def extra_repr(self): return f"scale={self.scale}, null={self.null}"
 
 # %% ../nbs/00_core.ipynb #24185aba
+def _scale(w, what: str = 'the guidance scale') -> float:
+    "A guidance scale checked: a finite number >= 0"
+    try: w = float(w)
+    except (TypeError, ValueError): raise ValueError(f"{what} must be a number, got {w!r}") from None
+    if not math.isfinite(w) or w < 0: raise ValueError(f"{what} must be a finite number >= 0, got {w}")
+    return w
+
 def _null_condition(bb: Backbone, null) -> dict:
     "The null condition of a conditioned backbone as {keyword: value}"
     m = bb.meta; keys = list(m.get('condition', []))
@@ -344,9 +351,7 @@ def with_guidance(backbone, # a conditioned Backbone, e.g. `with_condition(bb, c
                   scale: float, # the guidance scale w >= 0 (1: plain conditional sampling)
                   null=None): # the null condition: {keyword: value}, a value for the one keyword, or None (from meta)
     "A view of `backbone` under classifier-free guidance `v_u + w (v_c - v_u)`, one NFE per evaluation"
-    try: w = float(scale)
-    except (TypeError, ValueError): raise ValueError(f"the guidance scale must be a number, got {scale!r}") from None
-    if not math.isfinite(w) or w < 0: raise ValueError(f"the guidance scale must be a finite number >= 0, got {scale}")
+    w = _scale(scale)
     bb = as_backbone(backbone)
     if isinstance(bb, _Guided): raise ValueError("this backbone is already guided: apply with_guidance once, to the conditioned backbone")
     return _Guided(bb, w, _null_condition(bb, null))
@@ -360,6 +365,37 @@ def conditioned_view(backbone, # a Backbone (or anything `as_backbone` accepts)
     bb = as_backbone(backbone)
     if cond: bb = with_condition(bb, **cond)
     return bb if guidance is None else with_guidance(bb, guidance, null)
+
+# %% ../nbs/00_core.ipynb #5bf6c7d3
+def parse_guidance(g) -> float | tuple | None:
+    "A guidance setting checked: None, one scale w >= 0, or a range (lo, hi) of scales, given as a pair or as the text 'lo:hi'"
+    if g is None: return None
+    if isinstance(g, str):
+        parts = g.split(':')
+        if len(parts) > 2 or not all(p.strip() for p in parts):
+            raise ValueError(f"guidance {g!r} is malformed: give one scale, like 3, or a range lo:hi, like 1:5")
+        g = parts[0] if len(parts) == 1 else tuple(parts)
+    if not isinstance(g, (tuple, list)): return _scale(g)
+    if len(g) != 2: raise ValueError(f"a guidance range is two scales (lo, hi), got {len(g)}: {tuple(g)}")
+    lo, hi = (_scale(v, 'each end of a guidance range') for v in g)
+    if lo >= hi: raise ValueError(f"a guidance range needs lo < hi, got {lo:g}:{hi:g}")
+    return lo, hi
+
+def guidance_scale(backbone) -> float | None:
+    "The guidance scale of a guided view, seen through views that keep their backbone as `.bb`; None when it is not guided"
+    while backbone is not None and not isinstance(backbone, _Guided): backbone = getattr(backbone, 'bb', None)
+    return None if backbone is None else backbone.scale
+
+def check_scale(trained, # what a solver was trained at: None, one scale, or a range (lo, hi)
+                w): # the scale it is asked to run at (or the setting it is asked to resume training at)
+    "Raise a one-line error unless a solver trained at `trained` can run at guidance `w`"
+    if isinstance(trained, (list, tuple)) and not isinstance(w, (list, tuple)):
+        lo, hi = map(float, trained)
+        if w is None: raise ValueError(f"this solver covers guidance scales {lo:g} to {hi:g}: give a scale in that range")
+        if not lo <= float(w) <= hi: raise ValueError(f"guidance scale {float(w):g} is outside the range this solver was trained over, {lo:g} to {hi:g}")
+        return
+    norm = lambda g: None if g is None else [float(v) for v in g] if isinstance(g, (list, tuple)) else float(g)
+    if norm(trained) != norm(w): raise ValueError(f"this solver was trained at guidance scale {trained}; it cannot run at {w}")
 
 # %% ../nbs/00_core.ipynb #6f2d15ab
 @contextlib.contextmanager

@@ -13,12 +13,13 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, as_backbone, conditioned_view, count_nfe, weights_hash, save_tensors, load_tensors, get_device, sample_shape)
+from .core import (Backbone, as_backbone, conditioned_view, parse_guidance, count_nfe, weights_hash, save_tensors, load_tensors, get_device, sample_shape)
 from .solvers import sample, start_noise
 
 # %% auto #0
-__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'needs_stop', 'teacher_solve', 'default_cache_dir', 'TeacherPairs', 'cond_hash',
-           'pairs_config', 'pair_conditions', 'teacher_pairs', 'teacher_rmse', 'psnr']
+__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'GUIDANCE_GRID', 'needs_stop', 'teacher_solve', 'default_cache_dir',
+           'TeacherPairs', 'cond_hash', 'pairs_config', 'pair_conditions', 'teacher_pairs', 'guidance_grid',
+           'range_pairs', 'teacher_rmse', 'psnr']
 
 # %% ../nbs/03a_teacher.ipynb #3d40c72f
 DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)   # the teacher of every comparison, unless told otherwise
@@ -153,6 +154,23 @@ def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` acc
     save_tensors(f, dict(noise=noise, target=done, **{f'cond.{k}': v for k, v in (cond or {}).items()}), dict(key=key, config=json.dumps(cfg)))
     part.unlink(missing_ok=True)
     return TeacherPairs(noise, done, key, cfg, cond, guidance)
+
+# %% ../nbs/03a_teacher.ipynb #74351e94
+GUIDANCE_GRID = 5                                                # scales a range solver's teacher pairs are made at, ends included
+
+def guidance_grid(lo: float, hi: float, k: int = GUIDANCE_GRID) -> list:
+    "`k` evenly spaced guidance scales from `lo` to `hi`, both included"
+    if k < 2: raise ValueError(f"a grid over a range needs at least 2 scales, got {k}")
+    return [lo + (hi - lo) * i / (k - 1) for i in range(k)]
+
+def range_pairs(backbone, n: int, # the backbone and the number of pairs at each scale
+                guidance, # the range (lo, hi) of guidance scales
+                k: int = GUIDANCE_GRID, # how many scales, evenly spaced, ends included
+                **kw) -> list: # anything else `teacher_pairs` takes (seed, cache_dir, ...)
+    "One set of teacher pairs at each of `k` guidance scales over a range: what a range solver trains on"
+    g = parse_guidance(guidance)
+    if not isinstance(g, tuple): raise ValueError(f"range_pairs needs a range of guidance scales (lo, hi), got {guidance!r}")
+    return [teacher_pairs(backbone, n, guidance=w, **kw) for w in guidance_grid(*g, k)]
 
 # %% ../nbs/03a_teacher.ipynb #ab4808ed
 def _paired(x, ref) -> tuple:
