@@ -8,16 +8,18 @@ Docs: https://spanlift.github.io/spanlift-nb/scalar.html.md"""
 from __future__ import annotations
 import torch
 from torch import nn, Tensor
-from .core import GaussianPath, as_backbone, check_grid
+from fastcore.basics import patch
+from .core import GaussianPath, as_backbone, check_grid, parse_guidance, guidance_scale, check_scale
 from .solvers import get_solver, make_grid, SpanTable, run_table
 
 # %% auto #0
-__all__ = ['LearnedSolver', 'MonotoneGrid', 'ScalarSolver']
+__all__ = ['GUIDANCE_TERMS', 'LearnedSolver', 'MonotoneGrid', 'ScalarSolver']
 
 # %% ../nbs/05_scalar.ipynb #52836cba
 class LearnedSolver(nn.Module):
     "A few-step solver with learnable parts: `forward(model, noise) -> endpoint`"
     method: str = ''            # the name a checkpoint's config records (see `train.build_solver`)
+    guidance_range = None       # (lo, hi) for a solver trained over a range of guidance scales (the scale an input)
     correction = None           # a solver with an operator (SpanLift) sets this to its term `correction(k, X, V, table)`
     def table(self) -> SpanTable: raise NotImplementedError
     def config(self) -> dict: raise NotImplementedError
@@ -28,18 +30,22 @@ class LearnedSolver(nn.Module):
 
 # %% ../nbs/05_scalar.ipynb #09803b8d
 class MonotoneGrid(nn.Module):
-    "A learnable, always strictly decreasing time grid from t_max to t_min"
-    def __init__(self, grid: Tensor):
+    "A learnable, always strictly decreasing time grid from t_max to t_min; its logits may depend linearly on `terms` features"
+    def __init__(self, grid: Tensor, terms: int = 0):
         super().__init__()
         grid = check_grid(grid)
         self.t_max, self.t_min = float(grid[0]), float(grid[-1])
         self.logits = nn.Parameter(torch.log(-grid.diff() / (self.t_max - self.t_min)))
-    def forward(self) -> Tensor:
-        frac = torch.softmax(self.logits.double(), 0)
+        if terms: self.logits_w = nn.Parameter(torch.zeros(terms, len(self.logits), dtype=self.logits.dtype))   # zero: the same grid for all
+    def forward(self, f: Tensor | None = None) -> Tensor: # f: the features, e.g. the guidance scale's (see `ScalarSolver.scale_features`)
+        logits = self.logits.double() if f is None else self.logits.double() + f.double() @ self.logits_w.double()
+        frac = torch.softmax(logits, 0)
         t = self.t_max - (self.t_max - self.t_min) * torch.cumsum(frac, 0)
         return torch.cat([t.new_tensor([self.t_max]), t[:-1], t.new_tensor([self.t_min])])
 
 # %% ../nbs/05_scalar.ipynb #95fa28aa
+GUIDANCE_TERMS = 2   # a range solver's learned parts are quadratic in the scale's position u: base + u * (.) + u^2 * (.)
+
 class ScalarSolver(LearnedSolver):
     "A base solver's span form with learned coefficient differences (zero-initialised) and a learned monotone grid"
     method = 'scalar'
@@ -47,31 +53,58 @@ class ScalarSolver(LearnedSolver):
                  nfe: int = 3, # backbone calls per sample
                  path: GaussianPath | None = None, # the backbone's path
                  schedule: str | None = None, # the base grid (None: the path's default)
-                 learn_times: bool = True, learn_coefs: bool = True):
+                 learn_times: bool = True, learn_coefs: bool = True,
+                 guidance_range=None): # (lo, hi): one solver for every guidance scale in the range (None: for one scale)
         super().__init__()
         self.base, self._nfe, self.path, self.schedule = get_solver(base), nfe, path or GaussianPath('flow'), schedule
-        self.grid = MonotoneGrid(make_grid(schedule, self.path, self.base.steps_for_nfe(nfe)))
-        self.grid.logits.requires_grad_(learn_times)
+        self.guidance_range = parse_guidance(guidance_range)
+        if self.guidance_range is not None and not isinstance(self.guidance_range, tuple):
+            raise ValueError(f"guidance_range is a range (lo, hi) of scales, got {guidance_range!r}")
+        terms = GUIDANCE_TERMS if self.guidance_range else 0
+        self.grid = MonotoneGrid(make_grid(schedule, self.path, self.base.steps_for_nfe(nfe)), terms)
+        for p in self.grid.parameters(): p.requires_grad_(learn_times)
         n = nfe
-        self.dA = nn.Parameter(torch.zeros(n + 1, n, dtype=torch.float64), requires_grad=learn_coefs)
-        self.dB = nn.Parameter(torch.zeros(n + 1, n, dtype=torch.float64), requires_grad=learn_coefs)
+        coef = lambda *lead: nn.Parameter(torch.zeros(*lead, n + 1, n, dtype=torch.float64), requires_grad=learn_coefs)
+        self.dA, self.dB = coef(), coef()
+        if terms: self.dA_w, self.dB_w = coef(terms), coef(terms)     # zero: at first the same coefficients at every scale
         k = torch.arange(n + 1)[:, None]; m = torch.arange(n)[None]
         self.register_buffer('mask_A', ((m == k - 1) & (k >= 1)).double())   # the latest state X_{k-1}
         self.register_buffer('mask_B', (m < k).double())                      # every velocity so far
         self.learn_times, self.learn_coefs = learn_times, learn_coefs
 
-    def table(self) -> SpanTable:
+    def table(self, u: float | None = None) -> SpanTable: # u: the guidance scale's position in the range (range solvers only)
         "The current span-form table: base coefficients on the learned grid, plus the learned differences"
-        t = self.base.coefficients(self.grid(), self.path)
-        return SpanTable(t.times, t.A + self.dA * self.mask_A, t.B + self.dB * self.mask_B)
+        f = self.scale_features(u)
+        t = self.base.coefficients(self.grid(f), self.path)
+        dA, dB = (self.dA, self.dB) if f is None else (self.dA + torch.einsum('j,jkm->km', f, self.dA_w), self.dB + torch.einsum('j,jkm->km', f, self.dB_w))
+        return SpanTable(t.times, t.A + dA * self.mask_A, t.B + dB * self.mask_B)
 
     def forward(self, model, noise: Tensor, correction=None, callback=None) -> Tensor:
-        return run_table(as_backbone(model), noise, self.table(), correction=correction, callback=callback)
+        "The endpoint from `noise`; a range solver reads the guidance scale from the guided view `model`"
+        return run_table(as_backbone(model), noise, self.table(self.position(guidance_scale(model))), correction=correction, callback=callback)
 
-    def config(self) -> dict:
-        return dict(method=self.method, base=self.base.name, nfe=self._nfe, path=self.path.config(), schedule=self.schedule,
-                    learn_times=self.learn_times, learn_coefs=self.learn_coefs)
+# %% ../nbs/05_scalar.ipynb #03e5de71
+@patch
+def position(self: ScalarSolver, w) -> float | None:
+    "Where guidance scale `w` lies in the range: u = 2 (w - lo) / (hi - lo) - 1, in [-1, 1]; None for a one-scale solver"
+    if self.guidance_range is None: return None
+    check_scale(self.guidance_range, w); lo, hi = self.guidance_range
+    return 2 * (float(w) - lo) / (hi - lo) - 1
 
-    @classmethod
-    def from_config(cls, c: dict, path: GaussianPath | None = None):
-        return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c.get('schedule'), c.get('learn_times', True), c.get('learn_coefs', True))
+@patch
+def scale_features(self: ScalarSolver, u: float | None) -> Tensor | None:
+    "(u, u^2): what a range solver's learned parts are multiplied by; None for a one-scale solver"
+    if self.guidance_range is None: return None
+    if u is None: raise ValueError(f"this solver covers guidance scales {self.guidance_range[0]:g} to {self.guidance_range[1]:g}: give the scale it runs at")
+    return torch.tensor([u ** (j + 1) for j in range(GUIDANCE_TERMS)], dtype=torch.float64, device=self.dA.device)
+
+@patch
+def config(self: ScalarSolver) -> dict:
+    return dict(method=self.method, base=self.base.name, nfe=self._nfe, path=self.path.config(), schedule=self.schedule,
+                learn_times=self.learn_times, learn_coefs=self.learn_coefs,
+                **({} if self.guidance_range is None else dict(guidance_range=list(self.guidance_range))))
+
+@patch(cls_method=True)
+def from_config(cls: ScalarSolver, c: dict, path: GaussianPath | None = None):
+    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c.get('schedule'), c.get('learn_times', True),
+               c.get('learn_coefs', True), c.get('guidance_range'))

@@ -12,7 +12,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from fastcore.basics import patch
-from .core import GaussianPath, ModelOutput, as_backbone, append_dims, timestep_embedding
+from .core import GaussianPath, ModelOutput, as_backbone, append_dims, timestep_embedding, guidance_scale
 from .solvers import SpanTable
 from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
@@ -35,28 +35,32 @@ class FiLMBlock(nn.Module):
         if self.conv: scale, shift = scale[..., None, None], shift[..., None, None]
         return h + self.layer(F.silu(self.norm(h) * (1 + scale) + shift))
 
+# %% ../nbs/06_spanlift.ipynb #bdc1d242
 class ResidualOperator(nn.Module):
-    "R_phi: a small conv (or MLP) net over the normalised buffer, FiLM-conditioned on (t_prev, t_next, row)"
+    "R_phi: a small conv (or MLP) net over the normalised buffer, FiLM-conditioned on (t_prev, t_next, row) and, for a range solver, the guidance scale"
     def __init__(self, channels: int, # channels of one sample (C), or its size D for flat data
                  n_inputs: int, # how many buffer tensors are stacked at the input
                  width: int = 32, blocks: int = 3, emb: int = 64, max_rows: int = 64,
-                 arch: str = 'conv'): # 'conv' for images, 'mlp' for flat or 2-D data
+                 arch: str = 'conv', # 'conv' for images, 'mlp' for flat or 2-D data
+                 scale_input: bool = False): # also embed the guidance scale's position u in [-1, 1] (a range solver)
         super().__init__()
         if arch not in ('conv', 'mlp'): raise ValueError(f"Unknown operator arch {arch!r}; valid: conv, mlp")
         conv = arch == 'conv'
         self.arch, self.emb_dim = arch, emb
         self.inp = nn.Conv2d(channels * n_inputs, width, 3, padding=1) if conv else nn.Linear(channels * n_inputs, width)
         self.row = nn.Embedding(max_rows, emb)
-        self.emb = nn.Sequential(nn.Linear(3 * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.emb = nn.Sequential(nn.Linear((3 + scale_input) * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.blocks = nn.ModuleList([FiLMBlock(width, emb, conv) for _ in range(blocks)])
         self.norm = nn.GroupNorm(math.gcd(8, width), width)
         self.out = nn.Conv2d(width, channels, 3, padding=1) if conv else nn.Linear(width, channels)
         nn.init.zeros_(self.out.weight); nn.init.zeros_(self.out.bias)      # untrained: exactly the base solver
 
-    def forward(self, feats: Tensor, u_prev: Tensor, u_next: Tensor, row: int) -> Tensor:
+    def forward(self, feats: Tensor, u_prev: Tensor, u_next: Tensor, row: int, scale: Tensor | None = None) -> Tensor:
         n = feats.shape[0]
         r = torch.full((n,), row, dtype=torch.long, device=feats.device)
-        e = torch.cat([timestep_embedding(u_prev * 1000, self.emb_dim), timestep_embedding(u_next * 1000, self.emb_dim), self.row(r)], 1)
+        e = [timestep_embedding(u_prev * 1000, self.emb_dim), timestep_embedding(u_next * 1000, self.emb_dim), self.row(r)]
+        if scale is not None: e.append(timestep_embedding((scale + 1) * 500, self.emb_dim))   # u in [-1, 1], embedded like a time
+        e = torch.cat(e, 1)
         e = self.emb(e.to(feats.dtype))
         h = self.inp(feats)
         for b in self.blocks: h = b(h, e)
@@ -92,13 +96,14 @@ class SpanLift(LearnedSolver):
                  shape=(1, 8, 8), # one sample's shape: (C, H, W) for images, (D,) for flat data
                  schedule: str | None = None, learn_scalars: bool = False,
                  width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None,
-                 in_span: bool = False): # project the correction onto its row's buffer span, per sample (a control)
+                 in_span: bool = False, # project the correction onto its row's buffer span, per sample (a control)
+                 guidance_range=None): # (lo, hi): one solver for every guidance scale in the range, the scale an input
         super().__init__()
-        self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars)
+        self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars, guidance_range=guidance_range)
         self.shape, self.history, self.denoised, self.in_span = tuple(shape), history, denoised, in_span
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
         n_in = 1 + history + int(denoised)
-        self.op = ResidualOperator(self.shape[0], n_in, width, blocks, arch=arch)
+        self.op = ResidualOperator(self.shape[0], n_in, width, blocks, arch=arch, scale_input=self.guidance_range is not None)
         self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch,
                             learn_scalars=learn_scalars, in_span=in_span)
         self.strength = 1.0
@@ -109,27 +114,35 @@ class SpanLift(LearnedSolver):
     def nfe(self): return self.scalar.nfe
     @property
     def base(self): return self.scalar.base
-    def table(self) -> SpanTable: return self.scalar.table()
+    @property
+    def guidance_range(self): return self.scalar.guidance_range
+    def table(self, u: float | None = None) -> SpanTable: return self.scalar.table(u)
 
-    def correction(self, k: int, X: list, V: list, table: SpanTable) -> Tensor:
+    def correction(self, k: int, X: list, V: list, table: SpanTable, u: float | None = None) -> Tensor: # u: see `ScalarSolver.position`
         "The operator's term for new state k: h_k * s_k * R_phi(buffer); with `in_span`, its projection onto span{X, V}"
         p = self.path
         feats, scale = buffer_features(X, V, k, p, table.times, self.history, self.denoised)
         t_prev, t_next = step_span(table.times, k, p.t_min)
-        u = lambda t: ((t - p.t_min) / (p.t_max - p.t_min)).to(feats.dtype).expand(feats.shape[0])
-        c = self.strength * (t_next - t_prev).to(feats.dtype) * scale * self.op(feats, u(t_prev), u(t_next), k)
+        pos = lambda t: ((t - p.t_min) / (p.t_max - p.t_min)).to(feats.dtype).expand(feats.shape[0])
+        w = None if self.guidance_range is None else feats.new_full((feats.shape[0],), float(self.scalar.scale_features(u)[0]))   # u, checked
+        c = self.strength * (t_next - t_prev).to(feats.dtype) * scale * self.op(feats, pos(t_prev), pos(t_next), k, w)
         return project_onto_span(c, X + V)[0] if self.in_span else c
 
-    def forward(self, model, noise: Tensor, callback=None) -> Tensor:
-        if tuple(noise.shape[1:]) != self.shape:
-            raise ValueError(f"this SpanLift was built for samples of shape {self.shape}, got {tuple(noise.shape[1:])}")
-        return self.scalar(model, noise, correction=self.correction, callback=callback)
+# %% ../nbs/06_spanlift.ipynb #c94efd37
+@patch
+def forward(self: SpanLift, model, noise: Tensor, callback=None) -> Tensor:
+    "The endpoint from `noise`: the base step plus the operator's term at every row (a range solver reads the scale from `model`)"
+    if tuple(noise.shape[1:]) != self.shape:
+        raise ValueError(f"this SpanLift was built for samples of shape {self.shape}, got {tuple(noise.shape[1:])}")
+    u = self.scalar.position(guidance_scale(model))
+    return self.scalar(model, noise, correction=lambda k, X, V, table: self.correction(k, X, V, table, u), callback=callback)
 
 # %% ../nbs/06_spanlift.ipynb #5b1f0e2a
 @patch
 def with_base(self: SpanLift, base: str, schedule: str | None = None) -> SpanLift:
     "The same trained operator over another base solver with the same NFE (transfer)"
-    new = SpanLift(base, self.nfe, self.path, self.shape, schedule, False, **{k: v for k, v in self.hparams.items() if k != 'learn_scalars'})
+    new = SpanLift(base, self.nfe, self.path, self.shape, schedule, False, **{k: v for k, v in self.hparams.items() if k != 'learn_scalars'},
+                   guidance_range=self.guidance_range)
     new.op.load_state_dict(self.op.state_dict())
     return new.to(next(self.op.parameters()).device)
 
@@ -140,7 +153,7 @@ def config(self: SpanLift) -> dict:
 @patch(cls_method=True)
 def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
     return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
-               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False))
+               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False), c.get('guidance_range'))
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d
 def _flops(fn) -> int:
@@ -162,9 +175,9 @@ def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
     bb = as_backbone(model); dev = next(spanlift.op.parameters()).device
     x = torch.randn(batch, *spanlift.shape, device=dev)
     X, V = [x] * 2, [x] * 2
-    times = spanlift.scalar.table().times.to(dev)
+    times = spanlift.table(0.0).times.to(dev)          # a range solver at the middle of its range (0.0 is ignored otherwise)
     with torch.no_grad():
-        op_call = lambda: spanlift.correction(1, X, V, type('T', (), dict(times=times))())
+        op_call = lambda: spanlift.correction(1, X, V, type('T', (), dict(times=times))(), 0.0)
         bb_call = lambda: bb(x, times[0].to(x.dtype)).velocity
         f_op, f_bb = _flops(op_call), _flops(bb_call)
         w_op, w_bb = _time(op_call, dev), _time(bb_call, dev)
@@ -194,8 +207,9 @@ def split_correction(solver: SpanLift, # a SpanLift, trained or not
                      seed: int = 0) -> CorrectionSplit: # seed of the white-noise reference
     "Run `solver` from `noise` and split its correction at every row into the part in the buffer's span and the rest"
     parts, chance, g = ([], [], []), [], torch.Generator().manual_seed(seed)
+    u = solver.scalar.position(guidance_scale(model))
     def hook(k, X, V, table):
-        c = solver.correction(k, X, V, table)
+        c = solver.correction(k, X, V, table, u)
         ins, out, _ = project_onto_span(c, X + V, rtol)
         for lst, t in zip(parts, (c, ins, out)): lst.append(t)
         w = torch.randn(c.shape, generator=g, dtype=c.dtype).to(c.device)
