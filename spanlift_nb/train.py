@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from fastcore.basics import patch
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, get_device, weights_hash, save_tensors, load_tensors,
+from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, parse_guidance, check_scale, get_device, weights_hash, save_tensors, load_tensors,
                               write_json)
 from .backbones import warmup_cosine
 from .scalar import LearnedSolver, ScalarSolver
@@ -25,7 +25,7 @@ from .teacher import teacher_rmse
 # %% auto #0
 __all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'autocast_for',
            'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible',
-           'load_solver', 'init_distributed', 'pairs_guidance', 'FitResult', 'fit_solver']
+           'load_solver', 'init_distributed', 'pairs_guidance', 'ScaleSet', 'scale_sets', 'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -156,11 +156,14 @@ def read_checkpoint(path) -> tuple:
 
 # %% ../nbs/07_train.ipynb #557f032f
 def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | None = None, base: str | None = None, shape=None, path=None,
-                     guidance=...): # the guidance scale it will run at (None: unguided; ...: not checked)
+                     guidance=...): # the guidance scale it will run at, or the range it trains over (None: unguided; ...: not checked)
     "Raise a clear error listing every way a solver checkpoint does not fit this use"
     s, diffs = meta['solver'], []
-    if guidance is not ... and meta.get('guidance') != (None if guidance is None else float(guidance)):
-        diffs.append(f"guidance scale {meta.get('guidance')} (checkpoint) != {guidance} (given)")
+    if guidance is not ...:
+        try: check_scale(meta.get('guidance'), guidance)
+        except ValueError as e:    # a range solver's own message names its range; otherwise both settings side by side
+            diffs.append(str(e) if isinstance(meta.get('guidance'), list) and not isinstance(guidance, (list, tuple))
+                         else f"guidance scale {meta.get('guidance')} (checkpoint) != {guidance} (given)")
     if backbone is not None and meta.get('backbone') != weights_hash(backbone):
         diffs.append(f"backbone hash {meta.get('backbone')} (checkpoint) != {weights_hash(backbone)} (given)")
     if nfe is not None and s['nfe'] != nfe: diffs.append(f"NFE {s['nfe']} != {nfe}")
@@ -176,7 +179,8 @@ def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', *
     solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
     solver.load_state_dict(sd)
-    solver.guidance = meta.get('guidance')            # the scale it was trained at: run_method refuses another
+    g = meta.get('guidance')
+    solver.guidance = tuple(g) if isinstance(g, list) else g   # the scale (or range) it was trained at: run_method refuses others
     return solver.eval(), meta
 
 # %% ../nbs/07_train.ipynb #b187a681
@@ -213,8 +217,44 @@ def pairs_guidance(pairs, # TeacherPairs (or a (noise, target) tuple)
         raise ValueError(f"these teacher pairs were made at guidance scale {made}, not {guidance}: make them with teacher_pairs(..., guidance={guidance})")
     return (made if guidance is None else float(guidance)), (getattr(pairs, 'config', None) or {}).get('null')
 
+# %% ../nbs/07_train.ipynb #1dc68b8c
+@dataclass
+class ScaleSet:
+    "Teacher pairs at one guidance scale (or unguided), as the trainer uses them"
+    scale: float | None     # the guidance scale the teacher solved with
+    null: object            # the null condition of the guidance
+    noise: Tensor
+    target: Tensor
+    cond: dict              # per-sample conditions, one row per pair
+    key: str | None         # the pairs' cache key
+    config: dict | None     # the settings that made them
+
+def scale_sets(pairs, # TeacherPairs, a (noise, target) tuple, or for a range a list of TeacherPairs at several scales
+               guidance=None) -> list: # one scale, a range (lo, hi), or None (the pairs' own)
+    "The pairs to train or validate on, as `ScaleSet`s: one for one scale; for a range, one per set of the list, each inside the range"
+    g = parse_guidance(guidance)
+    if isinstance(g, tuple):
+        lo, hi = g
+        if not isinstance(pairs, list) or not pairs:
+            raise ValueError(f"training over guidance scales {lo:g} to {hi:g} needs a list of teacher pairs at several scales: teacher.range_pairs(bb, n, ({lo:g}, {hi:g}))")
+        sets = [s for p in pairs for s in scale_sets(p)]
+        if (bad := [s.scale for s in sets if s.scale is None or not lo <= s.scale <= hi]):
+            raise ValueError(f"teacher pairs made at guidance {', '.join(map(str, bad))} are outside the range {lo:g} to {hi:g}")
+        return sets
+    if isinstance(pairs, list): raise ValueError("a list of teacher pairs at several scales trains a range solver: pass guidance=(lo, hi)")
+    (w, null), (z, x) = pairs_guidance(pairs, g), tuple(pairs)
+    return [ScaleSet(w, null, z, x, getattr(pairs, 'cond', None) or {}, getattr(pairs, 'key', None), getattr(pairs, 'config', None))]
+
+def _check_range(solver: LearnedSolver, g):
+    "The solver's guidance range must be the one it is trained over (or none, for one scale)"
+    have, want = solver.guidance_range, g if isinstance(g, tuple) else None
+    if have == want: return
+    if want is None: raise ValueError(f"this solver is built for guidance scales {have[0]:g} to {have[1]:g}: train it with guidance=({have[0]:g}, {have[1]:g}) on pairs at several scales")
+    raise ValueError(f"to train over guidance scales {want[0]:g} to {want[1]:g}, build the solver with guidance_range=({want[0]:g}, {want[1]:g})"
+                     + (f", not {have}" if have else ''))
+
 # %% ../nbs/07_train.ipynb #a17b1e7b
-SCALAR_PARAMS = ('dA', 'dB', 'logits')
+SCALAR_PARAMS = ('dA', 'dB', 'logits', 'dA_w', 'dB_w', 'logits_w')   # a range solver's scale terms too
 
 def _param_groups(solver: nn.Module, cfg: TrainConfig) -> list:
     "The operator's weights at `lr`; the learned scalars (coefficients and grid) at `scalar_lr`, without weight decay"
@@ -231,18 +271,19 @@ def _lr_lambda(cfg: TrainConfig):
 
 # %% ../nbs/07_train.ipynb #1c42660e
 class _Fit:
-    "The state of one training run: device, frozen backbone, pairs, model, optimiser, schedule, EMA, best weights, history"
-    def __init__(self, solver: LearnedSolver, backbone, train, val, cfg: TrainConfig, device=None, guidance: float | None = None):
+    "The state of one training run: device, frozen backbone, pairs (a set per scale), model, optimiser, schedule, EMA, best weights, history"
+    def __init__(self, solver: LearnedSolver, backbone, train, val, cfg: TrainConfig, device=None, guidance=None):
         self.solver, self.cfg = solver, cfg
-        self.guidance, self.null = pairs_guidance(train, guidance)
+        g = parse_guidance(solver.guidance_range if guidance is None and solver.guidance_range else guidance)
+        _check_range(solver, g)
+        self.sets, self.vsets = scale_sets(train, g), scale_sets(val, g)
+        self.guidance = g if isinstance(g, tuple) else self.sets[0].scale
         self.rank, self.world = init_distributed()
         cuda_here = f'cuda:{torch.cuda.current_device()}' if torch.cuda.is_available() and self.world > 1 else None
         self.dev = get_device(device if device is not None else cuda_here)
         self.bb = as_backbone(backbone).to(self.dev).eval().requires_grad_(False)
-        (self.tz, self.tx), (self.vz, self.vx) = tuple(train), tuple(val)
-        self.tc, self.vc = getattr(train, 'cond', None) or {}, getattr(val, 'cond', None) or {}
-        if self.tz.shape[1:] != self.vz.shape[1:]:
-            raise ValueError(f"train and validation pairs differ in shape: {tuple(self.tz.shape[1:])} vs {tuple(self.vz.shape[1:])}")
+        shape, vshape = tuple(self.sets[0].noise.shape[1:]), tuple(self.vsets[0].noise.shape[1:])
+        if shape != vshape: raise ValueError(f"train and validation pairs differ in shape: {shape} vs {vshape}")
         if cfg.batch % self.world: raise ValueError(f"the global batch {cfg.batch} must divide evenly across {self.world} processes")
         solver.to(self.dev)
         self.params = [p for p in solver.parameters() if p.requires_grad]
@@ -254,23 +295,25 @@ class _Fit:
         self.ema = {k: v.detach().clone() for k, v in solver.state_dict().items()}
         self.best, self.best_val, self.step, self.bad_vals = None, math.inf, 0, 0
         self.hist = dict(step=[], train=[], val_step=[], val=[])
-        self.meta = dict(backbone=weights_hash(self.bb), shape=list(self.tz.shape[1:]), train=asdict(cfg), n_train=len(self.tz),
-                         n_val=len(self.vz), guidance=self.guidance,
-                         pairs=dict(train=getattr(train, 'key', None), val=getattr(val, 'key', None), teacher=getattr(train, 'config', None)))
+        keys = lambda sets: sets[0].key if len(sets) == 1 else [s.key for s in sets]
+        self.meta = dict(backbone=weights_hash(self.bb), shape=list(shape), train=asdict(cfg), n_train=sum(len(s.noise) for s in self.sets),
+                         n_val=sum(len(s.noise) for s in self.vsets), guidance=list(g) if isinstance(g, tuple) else self.guidance,
+                         pairs=dict(train=keys(self.sets), val=keys(self.vsets), teacher=self.sets[0].config))
 
 @patch
-def view(self: _Fit, cond: dict, idx) -> Backbone:
-    "The backbone with rows `idx` of the pairs' condition bound, under the pairs' guidance"
-    return conditioned_view(self.bb, {k: v[idx].to(self.dev) for k, v in cond.items()}, self.guidance, self.null)
+def view(self: _Fit, s: ScaleSet, idx) -> Backbone:
+    "The backbone with rows `idx` of the set's condition bound, under the set's guidance"
+    return conditioned_view(self.bb, {k: v[idx].to(self.dev) for k, v in s.cond.items()}, s.scale, s.null)
 
 # %% ../nbs/07_train.ipynb #bf254367
 @patch
 def train_step(self: _Fit, step: int, ckpt=None) -> float:
     "One optimiser step on this process's slice of a global batch, then the EMA; returns the loss"
     cfg = self.cfg
-    idx = torch.randint(len(self.tz), (cfg.batch,), generator=self.gen)[self.rank::self.world]
-    z, x = self.tz[idx].to(self.dev), self.tx[idx].to(self.dev)
-    view = StudentView(self.view(self.tc, idx), cfg.detach_backbone, cfg.grad_checkpoint)
+    s = self.sets[int(torch.randint(len(self.sets), (1,), generator=self.gen))] if len(self.sets) > 1 else self.sets[0]   # a range: draw a scale
+    idx = torch.randint(len(s.noise), (cfg.batch,), generator=self.gen)[self.rank::self.world]
+    z, x = s.noise[idx].to(self.dev), s.target[idx].to(self.dev)
+    view = StudentView(self.view(s, idx), cfg.detach_backbone, cfg.grad_checkpoint)
     with autocast_for(self.dev): loss = endpoint_loss(self.model(view, z), x, cfg.loss, cfg.huber_c)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite loss at step {step}; training stopped, the last good checkpoint ({ckpt}) is kept. "
@@ -283,14 +326,15 @@ def train_step(self: _Fit, step: int, ckpt=None) -> float:
 
 @patch
 def validate(self: _Fit, done: int) -> float:
-    "Teacher RMSE of the EMA weights on the validation pairs, recorded; the best EMA weights are kept"
+    "Teacher RMSE of the EMA weights on the validation pairs (the mean over scales, for a range), recorded; the best EMA weights are kept"
     live = {k: v.clone() for k, v in self.solver.state_dict().items()}
     self.solver.load_state_dict(self.ema)
-    with torch.no_grad(), autocast_for(self.dev):
-        outs = [self.solver(self.view(self.vc, slice(i, i + 256)), self.vz[i:i + 256].to(self.dev)).float().cpu() for i in range(0, len(self.vz), 256)]
+    run = lambda s: torch.cat([self.solver(self.view(s, slice(i, i + 256)), s.noise[i:i + 256].to(self.dev)).float().cpu() for i in range(0, len(s.noise), 256)])
+    with torch.no_grad(), autocast_for(self.dev): errs = [teacher_rmse(run(s), s.target) for s in self.vsets]
     self.solver.load_state_dict(live)
-    v = teacher_rmse(torch.cat(outs), self.vx)
+    v = sum(errs) / len(errs)
     self.hist['val_step'].append(done); self.hist['val'].append(v)
+    if len(errs) > 1: self.hist.setdefault('val_by_scale', []).append(errs)
     if v < self.best_val: self.best_val, self.best, self.bad_vals = v, {k: t.detach().clone() for k, t in self.ema.items()}, 0
     else: self.bad_vals += 1
     return v
@@ -306,7 +350,7 @@ def save(self: _Fit, ckpt, step: int):
 def resume(self: _Fit, ckpt):
     "Continue from `ckpt` exactly: weights, EMA, best weights, optimiser, schedule, both RNG states and the history"
     t, m = read_checkpoint(ckpt)
-    check_compatible(m, self.bb, self.solver.nfe, self.solver.config()['base'], self.tz.shape[1:], path=ckpt, guidance=self.guidance)
+    check_compatible(m, self.bb, self.solver.nfe, self.solver.config()['base'], self.sets[0].noise.shape[1:], path=ckpt, guidance=self.guidance)
     self.solver.load_state_dict(_unprefixed(t, 'solver'))
     self.ema = {k: v.to(self.dev) for k, v in _unprefixed(t, 'ema').items()}
     self.best = _unprefixed(t, 'best') or None
@@ -326,14 +370,14 @@ class FitResult:
 
 def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedSolver)
                backbone, # the frozen backbone
-               train, # TeacherPairs (or a (noise, target) tuple) to train on
-               val, # held-out TeacherPairs for validation and early stopping
+               train, # TeacherPairs (or a (noise, target) tuple) to train on; for a range, a list of them (`teacher.range_pairs`)
+               val, # held-out TeacherPairs for validation and early stopping (a list, for a range)
                cfg: TrainConfig | None = None,
                device=None, # chosen once: default CUDA if available, else CPU
                ckpt=None, # checkpoint path (.safetensors); None: no checkpoints
                resume: bool = False, # continue from `ckpt` if it exists
                progress: bool = True,
-               guidance: float | None = None) -> FitResult: # classifier-free guidance scale (default: the pairs' own)
+               guidance=None) -> FitResult: # classifier-free guidance: one scale, or a range (lo, hi) or 'lo:hi' (default: the pairs' own, or the solver's range)
     "Train `solver` by endpoint teacher matching, each batch with its pairs' condition; returns it with its best EMA weights"
     run = _Fit(solver, backbone, train, val, cfg or TrainConfig(), device, guidance)
     if resume and ckpt is not None and Path(ckpt).exists(): run.resume(ckpt)
@@ -350,5 +394,5 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
             if cfg.patience and run.bad_vals >= cfg.patience: break
     run.save(ckpt, done)
     solver.load_state_dict(run.best if run.best is not None else run.ema)
-    solver.guidance = run.guidance
+    solver.guidance = run.guidance                 # one scale, or the range (lo, hi)
     return FitResult(solver.eval(), run.hist, run.best_val, done, time.time() - t0)
