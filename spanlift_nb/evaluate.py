@@ -10,19 +10,19 @@ import time, math
 from pathlib import Path
 import torch
 from torch import Tensor
-from .core import as_backbone, conditioned_view, count_nfe, get_device, sample_shape, write_json, atomic_write
+from .core import as_backbone, conditioned_view, parse_guidance, check_scale, count_nfe, get_device, sample_shape, write_json, atomic_write
 from .zoo import load_backbone
 from .solvers import sample, get_solver, BASE_SOLVERS
-from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
+from .teacher import teacher_pairs, range_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED, GUIDANCE_GRID
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift, operator_cost
-from .train import fit_solver, TrainConfig, SOLVER_LR
+from .train import fit_solver, TrainConfig, SOLVER_LR, FitResult
 from .teacher import teacher_rmse, psnr
 from .metrics import clf_fid_kid
 
 # %% auto #0
-__all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'results_markdown',
-           'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
+__all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'fit_range',
+           'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #e47c2ec2
 def dataset_of(backbone) -> str | None:
@@ -45,8 +45,7 @@ def run_method(backbone, noise: Tensor, # the backbone and the shared starting n
     "Samples of one method from `noise`, each batch with its rows' conditions, and its NFE per sample, measured on the backbone"
     bb = as_backbone(backbone); dev = get_device(device); bb.to(dev)
     if solver is None and (base is None or nfe is None): raise ValueError("give a trained `solver`, or a `base` name and an `nfe`")
-    if solver is not None and hasattr(solver, 'guidance') and solver.guidance != guidance:
-        raise ValueError(f"this solver was trained at guidance scale {solver.guidance}; it cannot run at {guidance}")
+    if solver is not None and hasattr(solver, 'guidance'): check_scale(solver.guidance, guidance)   # its own scale, or any in its range
     if solver is not None: solver.to(dev).eval()
     outs, calls, chunks = [], 0, 0
     for i in range(0, len(noise), batch):
@@ -158,6 +157,26 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
                   pairs_seconds=t_pairs, seed=seed, guidance=guidance, device=str(dev), torch=torch.__version__)
     return dict(rows=rows, config=config, solvers=solvers, samples=dict(samples, **fitted), test=test, backbone=bb)
 
+# %% ../nbs/08a_evaluate.ipynb #9769037e
+def fit_range(backbone, nfe: int = 3, # the backbone (anything load_backbone takes) and the NFE budget
+              guidance=(1, 5), # the range (lo, hi) of guidance scales, or 'lo:hi'
+              method: str = 'spanlift', base: str = 'euler', schedule: str | None = None, # the solver: 'spanlift' or 'scalar', over this base
+              n_train: int = 768, n_val: int = 128, # teacher pairs at each scale
+              steps: int = 600, batch: int = 128, k: int = GUIDANCE_GRID, # training; scales spread over the range
+              spanlift_kw: dict | None = None, teacher: dict | None = None, cache_dir=None, device=None, progress: bool = True,
+              seed: int = 0) -> FitResult: # seed of the training pairs and the fit
+    "One solver fitted over a range of guidance scales, on teacher pairs at `k` scales spread over it"
+    g = parse_guidance(guidance)
+    if not isinstance(g, tuple): raise ValueError(f"fit_range needs a range of guidance scales (lo, hi), got {guidance!r}; for one scale use compare")
+    if seed == HELD_OUT_SEED: raise ValueError(f"seed {seed} is HELD_OUT_SEED, the noise of the test pairs: train on another seed")
+    bb = load_backbone(backbone); shape = sample_shape(bb)
+    sets = range_pairs(bb, n_train + n_val, g, k, seed=seed, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **(teacher or DEFAULT_TEACHER))
+    tr, va = zip(*[s.split(n_val) for s in sets])
+    solver = (SpanLift(base, nfe, bb.path, shape, schedule, guidance_range=g, **(spanlift_kw or {})) if method == 'spanlift'
+              else ScalarSolver(base, nfe, bb.path, schedule, guidance_range=g))
+    cfg = TrainConfig(steps=steps, batch=batch, lr=SOLVER_LR[method], val_every=max(steps // 10, 1), seed=seed)
+    return fit_solver(solver, bb, list(tr), list(va), cfg, device=device, progress=progress)
+
 # %% ../nbs/08a_evaluate.ipynb #d115b3e4
 def _fmt(v, nd=4):
     if v is None: return '–'
@@ -167,15 +186,16 @@ def _fmt(v, nd=4):
 def results_markdown(rows: list, config: dict | None = None) -> str:
     "A markdown table of comparison rows (FID/KID beside their real-vs-real floors)"
     has_fid, space = any('fid_clf' in r for r in rows), next((r['rmse_space'] for r in rows if r.get('rmse_space')), None)
-    decoded = any('decoded_rmse' in r for r in rows)
+    decoded, acc = any('decoded_rmse' in r for r in rows), any('class_acc' in r for r in rows)
     head = (['method', 'base', 'NFE (measured)', f'teacher RMSE ({space})' if space else 'teacher RMSE'] + (['teacher RMSE (decoded)'] if decoded else [])
-            + ['PSNR (dB)'] + (['clf-FID (floor)', 'KID (floor)'] if has_fid else []) + ['train s'])
+            + ['PSNR (dB)'] + (['clf-FID (floor)', 'KID (floor)'] if has_fid else []) + (['class acc.'] if acc else []) + ['train s'])
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for r in rows:
         b = r['base'] + (f" ({r['schedule']} grid)" if r.get('schedule') else '') + (f" ← op. from {r['transfer_from']}" if r.get('transfer_from') else '')
+        b += f" ← trained over w {r['guidance_range'][0]:g} to {r['guidance_range'][1]:g}" if r.get('guidance_range') else ''
         cells = [r['method'], b, _fmt(r['nfe'], 1), _fmt(r['teacher_rmse'])] + ([_fmt(r.get('decoded_rmse'))] if decoded else []) + [_fmt(r['psnr'], 2) if math.isfinite(r['psnr']) else 'inf']
         if has_fid: cells += [f"{_fmt(r.get('fid_clf'), 2)} ({_fmt(r.get('fid_clf_floor'), 2)})", f"{_fmt(r.get('kid_clf'))} ({_fmt(r.get('kid_clf_floor'))})"]
-        cells.append(_fmt(r.get('train_seconds'), 1))
+        cells += ([_fmt(r.get('class_acc'), 3)] if acc else []) + [_fmt(r.get('train_seconds'), 1)]
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
