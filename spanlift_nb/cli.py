@@ -12,7 +12,7 @@ from typing import Annotated
 import numpy as np
 import torch
 from fastcore.script import anno_parser
-from .core import sample_shape, get_device, atomic_write
+from .core import sample_shape, get_device, atomic_write, parse_guidance
 from .zoo import load_backbone, save
 from .teacher import HELD_OUT_SEED
 
@@ -30,6 +30,7 @@ EXAMPLES = {
                  "  spanlift fit-backbone --data my_images.npy --labels my_labels.npy --out cond.safetensors   # class-conditional",
  'fit-solver': "  spanlift fit-solver --backbone digits-flow --method spanlift --base euler --nfe 3 --out s.safetensors\n"
                "  spanlift fit-solver --backbone bb.safetensors --method scalar --base heun --nfe 5 --out s.safetensors --resume\n"
+               "  spanlift fit-solver --backbone fashion-cond-flow --guidance 1:5 --nfe 3 --out s.safetensors   # one solver for every w in 1..5\n"
                "  torchrun --nproc_per_node 4 -m spanlift_nb.cli fit-solver --backbone mymodel.py:make --nfe 3 --out s.safetensors",
  'sample': "  spanlift sample --backbone digits-flow --base heun --nfe 9 --n 64 --out grid.png\n"
            "  spanlift sample --backbone digits-flow --solver s.safetensors --n 1000 --out samples.npy --json\n"
@@ -72,8 +73,10 @@ def class_labels_for(bb, classes, n: int):
     return torch.tensor(classes)[torch.arange(n) % len(classes)]
 
 def guidance_for(bb, guidance, solver=None):
-    "The guidance scale to run at: `guidance`, else a trained solver's own; refused on an unconditional backbone"
-    g = getattr(solver, 'guidance', None) if guidance is None else float(guidance)
+    "The guidance to use: `guidance` (a scale; for fit-solver also a range 'lo:hi'), else a trained solver's own scale; refused on an unconditional backbone"
+    g, trained = parse_guidance(guidance), getattr(solver, 'guidance', None)
+    if g is None and isinstance(trained, tuple): raise ValueError(f"this solver covers guidance scales {trained[0]:g} to {trained[1]:g}: pass --guidance W in that range")
+    g = trained if g is None else g
     if g is not None and not bb.meta.get('num_classes'): raise _unconditional('--guidance')
     return g
 
@@ -124,19 +127,19 @@ def fit_solver(backbone: str = None, # backbone SPEC
                nfe: int = 3, # NFE budget
                out: str = None, # checkpoint to write (.safetensors + .json)
                resume: bool = False, # continue from --out if it exists
-               pairs: int = 4096, # teacher pairs to train on
-               val: int = 512, # held-out teacher pairs for validation and early stopping
+               pairs: int = 4096, # teacher pairs to train on (over a guidance range: in all, spread evenly over its scales)
+               val: int = 512, # held-out teacher pairs for validation and early stopping (likewise)
                steps: int = 600, # optimiser steps
                batch: int = 128, # global batch
                lr: float = None, # learning rate (default: the method's, train.SOLVER_LR)
                width: int = 32, # SpanLift operator width
                blocks: int = 3, # SpanLift operator blocks
                seed: int = 0, # seed of the training pairs and batches
-               guidance: float = None, # classifier-free guidance scale w (class-conditional backbones)
+               guidance: str = None, # classifier-free guidance (class-conditional backbones): a scale w, or a range lo:hi for one solver over it
                device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                json: bool = False): # print a JSON summary
     "Fit a learned-scalar solver or SpanLift to a backbone by endpoint teacher matching"
-    from spanlift_nb.teacher import teacher_pairs
+    from spanlift_nb.teacher import teacher_pairs, range_pairs, GUIDANCE_GRID
     from spanlift_nb.scalar import ScalarSolver
     from spanlift_nb.spanlift import SpanLift
     from spanlift_nb.train import fit_solver as _fit, TrainConfig, init_distributed, SOLVER_LR
@@ -147,11 +150,17 @@ def fit_solver(backbone: str = None, # backbone SPEC
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
     bb = _backbone(backbone, device); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
-    solver = SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks) if method == 'spanlift' else ScalarSolver(base, nfe, bb.path)
-    tr, va = teacher_pairs(bb, pairs + val, seed=seed, shape=shape, device=device, guidance=guidance, **DEFAULT_TEACHER).split(val)
+    rng = guidance if isinstance(guidance, tuple) else None
+    solver = (SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks, guidance_range=rng) if method == 'spanlift'
+              else ScalarSolver(base, nfe, bb.path, guidance_range=rng))
+    kw = dict(seed=seed, shape=shape, device=device, **DEFAULT_TEACHER)
+    if rng is None: tr, va = teacher_pairs(bb, pairs + val, guidance=guidance, **kw).split(val)
+    else:                                               # a set of pairs at each of GUIDANCE_GRID scales over the range
+        n, nv = max(pairs // GUIDANCE_GRID, 1), max(val // GUIDANCE_GRID, 1)
+        tr, va = map(list, zip(*[p.split(nv) for p in range_pairs(bb, n + nv, rng, **kw)]))
     cfg = TrainConfig(steps=steps, batch=batch, lr=lr or SOLVER_LR[method], val_every=max(steps // 10, 1), seed=seed)
     r = _fit(solver, bb, tr, va, cfg, device=device, ckpt=out, resume=resume)
-    return dict(out=str(out), method=method, base=base, nfe=nfe, guidance=guidance, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
+    return dict(out=str(out), method=method, base=base, nfe=nfe, guidance=list(rng) if rng else guidance, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
 
 
 # %% ../nbs/09_cli.ipynb #a1605e9a

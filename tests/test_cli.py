@@ -83,3 +83,16 @@ def test_fit_solver_resume_sample_eval(ws):
 def test_eval_json_contract_on_shipped_backbone(ws):
     r = ok_json(run(ws, 'eval', '--backbone', 'digits-flow', '--base', 'euler', '--nfe', 3, '--n', 64, '--json'))
     assert r['nfe'] == 3 and {'teacher_rmse', 'psnr', 'fid_clf', 'kid_clf', 'fid_clf_floor'} <= set(r)
+
+def test_fit_solver_over_a_guidance_range(ws):
+    "One solver for every scale in lo:hi: its JSON records the range, eval runs it inside and refuses outside; bad ranges are one line"
+    cf, out = ('--backbone', 'fashion-cond-flow', '--nfe', 3), ws / 'range.safetensors'
+    r = ok_json(run(ws, 'fit-solver', *cf, '--method', 'scalar', '--pairs', 20, '--val', 5, '--steps', 2, '--batch', 4, '--guidance', '1:5', '--out', out, '--json'))
+    assert r['guidance'] == [1.0, 5.0] and json.loads((ws / 'range.json').read_text())['guidance'] == [1.0, 5.0]
+    r = ok_json(run(ws, 'eval', '--backbone', 'fashion-cond-flow', '--solver', out, '--n', 4, '--guidance', 4.5, '--json'))
+    assert r['guidance'] == 4.5 and r['nfe'] == 3
+    one_line_error(run(ws, 'eval', '--backbone', 'fashion-cond-flow', '--solver', out, '--n', 4, '--guidance', 6), 'outside the range', '1 to 5')
+    one_line_error(run(ws, 'eval', '--backbone', 'fashion-cond-flow', '--solver', out, '--n', 4), 'covers guidance scales 1 to 5')
+    for bad, msg in (('1:5:7', 'malformed'), ('5:1', 'lo < hi'), ('2:2', 'lo < hi'), ('nan:5', 'finite number >= 0'), ('-1:5', 'finite number >= 0'), ('a:5', 'must be a number')):
+        one_line_error(run(ws, 'fit-solver', *cf, f'--guidance={bad}', '--out', ws / 'x.safetensors'), msg)
+    one_line_error(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", '--guidance', '1:5', '--out', ws / 'x.safetensors'), 'needs a class-conditional backbone')
