@@ -141,7 +141,8 @@ def write_guided(a, results: dict, t0: float):
              f"({GUIDED['n_train']} + {GUIDED['n_val']} each, {RANGE_STEPS} steps), over the base picked nearest the middle of the range, "
              "and scored at each w on the same test pairs as the rest. The teacher and every method sample the same guided field; "
              "class acc. is how often the shipped Fashion classifier assigns a sample to the class asked for "
-             "(the teacher's row is the reference). Cells of the summary: teacher RMSE / clf-FID / class acc.\n", *guided_summary(results)]
+             "(the teacher's row is the reference). Cells of the summary: teacher RMSE / clf-FID / class acc.; 'best base' is the base row "
+             "with the lowest RMSE in the table below it.\n", *guided_summary(results)]
     for (name, nfe, w), r in sorted(results.items(), key=lambda kv: kv[0][1:]):
         block += [f"\n### {name}, NFE {nfe}, guidance w = {w:g}\n", results_markdown(r['rows'])]
     block.append(GUIDED_END)
