@@ -18,8 +18,8 @@ from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
 
 # %% auto #0
-__all__ = ['FiLMBlock', 'ResidualOperator', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost', 'CorrectionSplit',
-           'split_correction']
+__all__ = ['FiLMBlock', 'ResidualOperator', 'default_patch', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost',
+           'CorrectionSplit', 'split_correction']
 
 # %% ../nbs/06_spanlift.ipynb #b2d74b54
 class FiLMBlock(nn.Module):
@@ -35,16 +35,20 @@ class FiLMBlock(nn.Module):
         if self.conv: scale, shift = scale[..., None, None], shift[..., None, None]
         return h + self.layer(F.silu(self.norm(h) * (1 + scale) + shift))
 
+# %% ../nbs/06_spanlift.ipynb #7ac0bf8b
 class ResidualOperator(nn.Module):
     "R_phi: a small conv (or MLP) net over the normalised buffer, FiLM-conditioned on (t_prev, t_next, row)"
     def __init__(self, channels: int, # channels of one sample (C), or its size D for flat data
                  n_inputs: int, # how many buffer tensors are stacked at the input
                  width: int = 32, blocks: int = 3, emb: int = 64, max_rows: int = 64,
-                 arch: str = 'conv'): # 'conv' for images, 'mlp' for flat or 2-D data
+                 arch: str = 'conv', # 'conv' for images, 'mlp' for flat or 2-D data
+                 patch: int = 1): # work on (H/patch, W/patch): the input pixel-unshuffled, the output shuffled back
         super().__init__()
         if arch not in ('conv', 'mlp'): raise ValueError(f"Unknown operator arch {arch!r}; valid: conv, mlp")
+        if patch != 1 and arch != 'conv': raise ValueError(f"patch {patch} needs the 'conv' operator; the 'mlp' one has no pixels to group")
         conv = arch == 'conv'
-        self.arch, self.emb_dim = arch, emb
+        self.arch, self.emb_dim, self.patch = arch, emb, patch
+        channels = channels * patch * patch          # each patch x patch block of pixels becomes one position
         self.inp = nn.Conv2d(channels * n_inputs, width, 3, padding=1) if conv else nn.Linear(channels * n_inputs, width)
         self.row = nn.Embedding(max_rows, emb)
         self.emb = nn.Sequential(nn.Linear(3 * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
@@ -58,9 +62,20 @@ class ResidualOperator(nn.Module):
         r = torch.full((n,), row, dtype=torch.long, device=feats.device)
         e = torch.cat([timestep_embedding(u_prev * 1000, self.emb_dim), timestep_embedding(u_next * 1000, self.emb_dim), self.row(r)], 1)
         e = self.emb(e.to(feats.dtype))
-        h = self.inp(feats)
+        h = self.inp(F.pixel_unshuffle(feats, self.patch) if self.patch > 1 else feats)
         for b in self.blocks: h = b(h, e)
-        return self.out(F.silu(self.norm(h)))
+        out = self.out(F.silu(self.norm(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
+
+# %% ../nbs/06_spanlift.ipynb #fd90746c
+def default_patch(shape, # one sample's shape: (C, H, W), or (D,) for flat data
+                  max_positions: int = 256, # the largest working grid, H*W/patch^2, the operator runs on
+                  min_side: int = 4) -> int: # the smallest working grid side it may shrink to
+    "The smallest factor dividing H and W that leaves at most `max_positions` positions, sides no shorter than `min_side`"
+    if len(shape) != 3: return 1
+    h, w = shape[1:]
+    fits = [p for p in range(1, math.gcd(h, w) + 1) if h % p == 0 and w % p == 0 and min(h, w) // p >= min(min_side, h, w)]
+    return next((p for p in fits if h * w // (p * p) <= max_positions), fits[-1])
 
 # %% ../nbs/06_spanlift.ipynb #242d3c5d
 def _rms(x: Tensor) -> Tensor:
@@ -92,16 +107,16 @@ class SpanLift(LearnedSolver):
                  shape=(1, 8, 8), # one sample's shape: (C, H, W) for images, (D,) for flat data
                  schedule: str | None = None, learn_scalars: bool = False,
                  width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None,
-                 in_span: bool = False): # project the correction onto its row's buffer span, per sample (a control)
+                 in_span: bool = False, # project the correction onto its row's buffer span, per sample (a control)
+                 patch: int | None = None): # the operator's working resolution (see `ResidualOperator`); None: `default_patch(shape)`
         super().__init__()
         self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars)
-        self.shape, self.history, self.denoised, self.in_span = tuple(shape), history, denoised, in_span
+        self.shape, self.history, self.denoised, self.in_span, self.strength = tuple(shape), history, denoised, in_span, 1.0
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
-        n_in = 1 + history + int(denoised)
-        self.op = ResidualOperator(self.shape[0], n_in, width, blocks, arch=arch)
+        patch = (default_patch(self.shape) if arch == 'conv' else 1) if patch is None else patch
+        self.op = ResidualOperator(self.shape[0], 1 + history + int(denoised), width, blocks, arch=arch, patch=patch)
         self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch,
-                            learn_scalars=learn_scalars, in_span=in_span)
-        self.strength = 1.0
+                            learn_scalars=learn_scalars, in_span=in_span, patch=patch)
 
     @property
     def path(self): return self.scalar.path
@@ -140,7 +155,8 @@ def config(self: SpanLift) -> dict:
 @patch(cls_method=True)
 def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
     return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
-               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False))
+               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False),
+               c.get('patch', 1))   # checkpoints from before the working resolution ran at full resolution
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d
 def _flops(fn) -> int:
