@@ -3,7 +3,9 @@
     python scripts/run_notebooks.py nbs/06_spanlift.ipynb nbs/tutorials/sampling_in_20_lines.ipynb
 
 The notebooks are committed with these outputs, so GitHub and the docs show the real figures and tables. Each notebook
-runs in a fresh kernel in its own folder; a failing notebook is left unchanged and named. Then run `nbdev-clean`."""
+runs in a fresh kernel in its own folder; a failing notebook is left unchanged and named. Then run `nbdev-clean`.
+Widgets are not saved: their state is large and a widget needs a live kernel anyway, so the notebook keeps no widget
+state and no widget output; a chapter shows a static figure beside each widget (the widgets' `static()`)."""
 import argparse, sys, time
 from pathlib import Path
 import nbformat
@@ -11,10 +13,19 @@ import nbformat
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_docs as bd                                     # noqa: E402  (the one notebook runner)
 
+WIDGET_VIEW = 'application/vnd.jupyter.widget-view+json'
+
+def drop_widgets(nb):
+    "Remove the widget state from a notebook's metadata and the outputs that only show a widget; returns `nb`"
+    nb.metadata.pop('widgets', None)
+    for c in nb.cells:
+        if c.cell_type == 'code': c.outputs = [o for o in c.outputs if WIDGET_VIEW not in o.get('data', {})]
+    return nb
+
 def run_in_full(path: Path, timeout: int | None = None) -> float:
-    "Execute `path` in full in a kernel and write its outputs in place; returns the seconds it took"
+    "Execute `path` in full in a kernel and write its outputs in place, without widget state; returns the seconds it took"
     t0 = time.perf_counter()
-    nb = bd.execute_notebook(path, timeout=timeout, in_test=False)
+    nb = drop_widgets(bd.execute_notebook(path, timeout=timeout, in_test=False))
     nbformat.write(nb, path)
     return time.perf_counter() - t0
 

@@ -11,12 +11,13 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 from .core import GaussianPath, Backbone, as_backbone, register_arch, vp_timestep, check_grid
-from .backbones import EDMPrecond
+from .backbones import EDMPrecond, check_labels
 
 # %% auto #0
-__all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'DiffusersNet', 'is_diffusers_folder', 'find_components',
-           'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers', 'load_folder', 'grid_from_timesteps',
-           'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch', 'diffusers_arch_kwargs']
+__all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'class_embeddings', 'class_meta', 'DiffusersNet',
+           'is_diffusers_folder', 'find_components', 'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers',
+           'load_folder', 'grid_from_timesteps', 'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch',
+           'diffusers_arch_kwargs']
 
 # %% ../nbs/02b_adapters.ipynb #8b7bef37
 INSTALL_HINT = 'pip install "spanlift-nb[diffusers]"'
@@ -27,6 +28,26 @@ def require_diffusers():
     except ImportError as e: raise ImportError(f"This needs the optional dependency diffusers ({e}); install it with: {INSTALL_HINT}") from None
     return diffusers
 
+# %% ../nbs/02b_adapters.ipynb #0e0c92b2
+def class_embeddings(config) -> tuple | None: # a diffusers model config (`model.config` or its config.json)
+    "`(rows of the model's label embedding, the null label the model itself defines or None)`, or None for a model without class labels"
+    c = dict(config)
+    if c.get('num_class_embeds') and c.get('class_embed_type') is None: return int(c['num_class_embeds']), None   # UNet2DModel, UNet2DConditionModel
+    if c.get('num_embeds_ada_norm') and c.get('norm_type') == 'ada_norm_zero':     # DiT: K classes and one more row, K, for dropped labels
+        k = int(c['num_embeds_ada_norm']); return k + 1, k
+    return None
+
+def class_meta(config, # a diffusers model config
+               null_class: int | None = None) -> dict: # the label that means "no class" (None: the model's own, if it has one)
+    "The metadata of a class-conditional diffusers model: `num_classes`, `num_class_embeds` and `null_class` (None: unknown); {} without labels"
+    emb, name = class_embeddings(config), dict(config).get('_class_name', 'model')
+    if emb is None:
+        if null_class is not None: raise ValueError(f"null_class={null_class} was given, but this {name} takes no class labels")
+        return {}
+    n, null = emb[0], emb[1] if null_class is None else int(null_class)
+    if null is not None and not 0 <= null < n: raise ValueError(f"null_class={null} is out of range: this {name} has {n} class embeddings, 0..{n - 1}")
+    return dict(num_classes=n - 1 if null == n - 1 else n, num_class_embeds=n, null_class=null)
+
 # %% ../nbs/02b_adapters.ipynb #20b81c20
 class DiffusersNet(nn.Module):
     "A diffusers model called as `net(x, t_net, **cond)` that returns the prediction as a tensor"
@@ -34,8 +55,12 @@ class DiffusersNet(nn.Module):
                  t_scale: float = 1.0): # multiplies the time before the call (flow models: num_train_timesteps)
         super().__init__()
         self.model, self.t_scale = model, float(t_scale)
+        self.class_embeds = (class_embeddings(model.config) or (None,))[0]      # rows of its label embedding; None: no labels
 
     def forward(self, x: Tensor, t: Tensor, **cond) -> Tensor:
+        if self.class_embeds and cond.get('class_labels') is not None:
+            y = torch.as_tensor(cond['class_labels'], device=x.device)
+            cond['class_labels'] = check_labels(y.expand(len(x)) if y.ndim == 0 else y, len(x), self.class_embeds)
         out = self.model(x, timestep=t * self.t_scale if self.t_scale != 1.0 else t, return_dict=False, **cond)[0]
         if out.shape[1] == 2 * x.shape[1]: out = out[:, :x.shape[1]]   # learned variance: keep the mean part
         return out
@@ -117,7 +142,8 @@ def _data_shape(cfg) -> list | None:
     return [int(c), *([int(s)] * 2 if isinstance(s, int) else map(int, s))]
 
 def load_diffusers(folder, # a pipeline folder, or a model folder with its scheduler config nearby
-                   device=None) -> Backbone: # where to put it (None: stay on the CPU)
+                   device=None, # where to put it (None: stay on the CPU)
+                   null_class: int | None = None) -> Backbone: # the class label that means "no class", for guidance (see `class_meta`)
     "A `Backbone` for a diffusers model saved with `save_pretrained` (local files only)"
     d = require_diffusers()
     c = find_components(folder)
@@ -126,6 +152,7 @@ def load_diffusers(folder, # a pipeline folder, or a model folder with its sched
     model = _load_model(c['model'], d)
     n = int(scfg.get('num_train_timesteps', 1000))
     meta = dict(source=str(Path(folder).resolve()), diffusers_class=type(model).__name__, scheduler=scfg, family=family)
+    meta.update(class_meta(model.config, null_class))
     if (shape := _data_shape(model.config)): meta['data_shape'] = shape
     if c['vae'] is not None: meta['vae'] = str(c['vae'].resolve())
     if family == 'flow': bb = as_backbone(DiffusersNet(model, t_scale=n), 'flow', meta=meta)
@@ -141,9 +168,9 @@ def load_diffusers(folder, # a pipeline folder, or a model folder with its sched
     return bb.to(device) if device is not None else bb
 
 # %% ../nbs/02b_adapters.ipynb #dd766f8a
-def load_folder(folder, device=None) -> Backbone:
+def load_folder(folder, device=None, **kw) -> Backbone: # kw: options of the loader (diffusers: `null_class`)
     "Load a backbone from a folder (today: a diffusers `save_pretrained` folder); `zoo.load_backbone` calls this for directories"
-    if is_diffusers_folder(folder): return load_diffusers(folder, device=device)
+    if is_diffusers_folder(folder): return load_diffusers(folder, device=device, **kw)
     raise ValueError(f"{folder} is not a backbone folder: expected a diffusers folder (model_index.json, config.json, unet/ or transformer/)")
 
 # %% ../nbs/02b_adapters.ipynb #6dee71d1

@@ -335,6 +335,8 @@ def _null_condition(bb: Backbone, null) -> dict:
     elif null is not None:
         if len(keys) != 1: raise ValueError(f"this backbone has several conditions ({', '.join(keys)}): pass null as {{keyword: value}}")
         out = {keys[0]: null}
+    elif 'null_class' in m and m['null_class'] is None:
+        raise ValueError(f"no null class is known for this backbone ({m.get('num_classes', '?')} classes, null_class=None): pass null= (the label it was trained with for 'no class'), or the null_class= option where it is loaded, e.g. load_diffusers(folder, null_class=K)")
     elif 'null_class' in m or 'num_classes' in m: out = {('class_labels' if 'class_labels' in keys else keys[0]): m.get('null_class', m.get('num_classes'))}
     else: raise ValueError(f"no null condition for {', '.join(keys)}: pass null= (the unconditional value), or record num_classes in the backbone's metadata")
     if (bad := set(out) - set(keys)): raise ValueError(f"null names {', '.join(sorted(bad))}, which this backbone is not conditioned on ({', '.join(keys)})")

@@ -73,9 +73,9 @@ def row_refs(table: SpanTable, # a solver in span form
 def teacher_transport(model, # a backbone
                       rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], # `teacher_solve` tolerances
                      ):
-    "The teacher as a map `(x, t_from, t_to) -> x'`: the exact solution when the backbone's net has one (`solve`), else `teacher_solve`"
+    "The teacher as a map `(x, t_from, t_to) -> x'`: the exact solution when the backbone's net has one (`solve`), else `teacher_solve` (also on a guided view)"
     bb = as_backbone(model)
-    solve = getattr(bb.net, 'solve', None)
+    solve = getattr(getattr(bb, 'net', None), 'solve', None)     # a guided view has no `net`: its ODE is not its network's
     if callable(solve): return lambda x, t_from, t_to: solve(x, t_from, t_to)
     stop = bb.path.last_positive_time()
     def transport(x, t_from, t_to):
