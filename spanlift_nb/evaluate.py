@@ -83,7 +83,7 @@ def pick_base(bb, val: TeacherPairs, nfe: int, bases, schedules=(None,)) -> list
     return sorted(errs, key=errs.get)
 
 def _fit_row(method, solver, bb, train, val, test, steps, batch, lr, seed, dev, scorer, progress, **extra):
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, val_every=max(steps // 10, 1), seed=seed)
+    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, val_every=max(steps // 10, 1), seed=seed, scalar_lr=SOLVER_LR['scalar'])
     fit = fit_solver(solver, bb, train, val, cfg, device=dev, progress=progress)
     xs, n = run_method(bb, test.noise, solver=fit.solver, device=dev, **pairs_kw(test))
     row = dict(method=method, base=solver.base.name, schedule=solver.config()['schedule'], nfe=n, train_seconds=fit.seconds,
@@ -102,15 +102,16 @@ def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> t
     return (*pairs.split(n_val), test, time.time() - t0)
 
 def _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer, steps_scalar, steps_spanlift, batch, seed, dev, scorer, progress):
-    "Rows, solvers and samples of the learned-scalar solver and SpanLift over the picked bases (and the transferred operator)"
+    "Rows, solvers and samples of the learned-scalar solver and SpanLift over the picked bases (and the transferred operator); SpanLift learns its scalars too, over the best base from the fitted ones"
     common, rows, solvers, samples = (bb, train, val, test), [], {}, {}
     row, solvers['scalar'], samples['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar,
                                                           batch, SOLVER_LR['scalar'], seed, dev, scorer, progress)
     rows.append(row)
     for j, (b, sch) in enumerate(picks):
         name = 'spanlift' if j == 0 else f'spanlift-{b}'
-        row, solvers[name], samples[name] = _fit_row('spanlift', SpanLift(b, nfe, bb.path, shape, sch, **(spanlift_kw or {})), *common,
-                                                     steps_spanlift, batch, SOLVER_LR['spanlift'], seed, dev, scorer, progress)
+        sl = SpanLift(b, nfe, bb.path, shape, sch, **dict(dict(learn_scalars=True), **(spanlift_kw or {})))
+        if j == 0 and sl.hparams['learn_scalars']: sl.scalar.load_state_dict(solvers['scalar'].state_dict())   # starts as the fitted scalars
+        row, solvers[name], samples[name] = _fit_row('spanlift', sl, *common, steps_spanlift, batch, SOLVER_LR['spanlift'], seed, dev, scorer, progress)
         rows.append(row)
     if transfer and len(picks) > 1:
         samples['transfer'], n = run_method(bb, test.noise, solver=solvers['spanlift'].with_base(*picks[1]), device=dev, **pairs_kw(test))
@@ -234,7 +235,7 @@ def save_figure(fig, path):
     return Path(path)
 
 # %% ../nbs/08a_evaluate.ipynb #8884e6ae
-DEMO_SIZES = dict(full=dict(n_train=3072, n_val=512, n_test=512, steps_scalar=200, steps_spanlift=550),
+DEMO_SIZES = dict(full=dict(n_train=3072, n_val=256, n_test=512, steps_scalar=200, steps_spanlift=350),
                   quick=dict(n_train=1024, n_val=256, n_test=256, steps_scalar=60, steps_spanlift=120))
 
 def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=None, out='spanlift-demo',

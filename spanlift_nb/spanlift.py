@@ -18,8 +18,8 @@ from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
 
 # %% auto #0
-__all__ = ['FiLMBlock', 'ResidualOperator', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost', 'CorrectionSplit',
-           'split_correction']
+__all__ = ['FiLMBlock', 'ResidualOperator', 'default_patch', 'buffer_features', 'step_span', 'SpanLift', 'operator_cost',
+           'CorrectionSplit', 'split_correction']
 
 # %% ../nbs/06_spanlift.ipynb #b2d74b54
 class FiLMBlock(nn.Module):
@@ -35,18 +35,21 @@ class FiLMBlock(nn.Module):
         if self.conv: scale, shift = scale[..., None, None], shift[..., None, None]
         return h + self.layer(F.silu(self.norm(h) * (1 + scale) + shift))
 
-# %% ../nbs/06_spanlift.ipynb #bdc1d242
+# %% ../nbs/06_spanlift.ipynb #7ac0bf8b
 class ResidualOperator(nn.Module):
     "R_phi: a small conv (or MLP) net over the normalised buffer, FiLM-conditioned on (t_prev, t_next, row) and, for a range solver, the guidance scale"
     def __init__(self, channels: int, # channels of one sample (C), or its size D for flat data
                  n_inputs: int, # how many buffer tensors are stacked at the input
                  width: int = 32, blocks: int = 3, emb: int = 64, max_rows: int = 64,
                  arch: str = 'conv', # 'conv' for images, 'mlp' for flat or 2-D data
+                 patch: int = 1, # work on (H/patch, W/patch): the input pixel-unshuffled, the output shuffled back
                  scale_input: bool = False): # also embed the guidance scale's position u in [-1, 1] (a range solver)
         super().__init__()
         if arch not in ('conv', 'mlp'): raise ValueError(f"Unknown operator arch {arch!r}; valid: conv, mlp")
+        if patch != 1 and arch != 'conv': raise ValueError(f"patch {patch} needs the 'conv' operator; the 'mlp' one has no pixels to group")
         conv = arch == 'conv'
-        self.arch, self.emb_dim = arch, emb
+        self.arch, self.emb_dim, self.patch = arch, emb, patch
+        channels = channels * patch * patch          # each patch x patch block of pixels becomes one position
         self.inp = nn.Conv2d(channels * n_inputs, width, 3, padding=1) if conv else nn.Linear(channels * n_inputs, width)
         self.row = nn.Embedding(max_rows, emb)
         self.emb = nn.Sequential(nn.Linear((3 + scale_input) * emb, emb), nn.SiLU(), nn.Linear(emb, emb))
@@ -62,9 +65,20 @@ class ResidualOperator(nn.Module):
         if scale is not None: e.append(timestep_embedding((scale + 1) * 500, self.emb_dim))   # u in [-1, 1], embedded like a time
         e = torch.cat(e, 1)
         e = self.emb(e.to(feats.dtype))
-        h = self.inp(feats)
+        h = self.inp(F.pixel_unshuffle(feats, self.patch) if self.patch > 1 else feats)
         for b in self.blocks: h = b(h, e)
-        return self.out(F.silu(self.norm(h)))
+        out = self.out(F.silu(self.norm(h)))
+        return F.pixel_shuffle(out, self.patch) if self.patch > 1 else out
+
+# %% ../nbs/06_spanlift.ipynb #fd90746c
+def default_patch(shape, # one sample's shape: (C, H, W), or (D,) for flat data
+                  max_positions: int = 256, # the largest working grid, H*W/patch^2, the operator runs on
+                  min_side: int = 4) -> int: # the smallest working grid side it may shrink to
+    "The smallest factor dividing H and W that leaves at most `max_positions` positions, sides no shorter than `min_side`"
+    if len(shape) != 3: return 1
+    h, w = shape[1:]
+    fits = [p for p in range(1, math.gcd(h, w) + 1) if h % p == 0 and w % p == 0 and min(h, w) // p >= min(min_side, h, w)]
+    return next((p for p in fits if h * w // (p * p) <= max_positions), fits[-1])
 
 # %% ../nbs/06_spanlift.ipynb #242d3c5d
 def _rms(x: Tensor) -> Tensor:
@@ -97,16 +111,17 @@ class SpanLift(LearnedSolver):
                  schedule: str | None = None, learn_scalars: bool = False,
                  width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None,
                  in_span: bool = False, # project the correction onto its row's buffer span, per sample (a control)
+                 patch: int | None = None, # the operator's working resolution (see `ResidualOperator`); None: `default_patch(shape)`
                  guidance_range=None): # (lo, hi): one solver for every guidance scale in the range, the scale an input
         super().__init__()
         self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars, guidance_range=guidance_range)
-        self.shape, self.history, self.denoised, self.in_span = tuple(shape), history, denoised, in_span
+        self.shape, self.history, self.denoised, self.in_span, self.strength = tuple(shape), history, denoised, in_span, 1.0
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
-        n_in = 1 + history + int(denoised)
-        self.op = ResidualOperator(self.shape[0], n_in, width, blocks, arch=arch, scale_input=self.guidance_range is not None)
+        patch = (default_patch(self.shape) if arch == 'conv' else 1) if patch is None else patch
+        self.op = ResidualOperator(self.shape[0], 1 + history + int(denoised), width, blocks, arch=arch, patch=patch,
+                                   scale_input=self.guidance_range is not None)
         self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch,
-                            learn_scalars=learn_scalars, in_span=in_span)
-        self.strength = 1.0
+                            learn_scalars=learn_scalars, in_span=in_span, patch=patch)
 
     @property
     def path(self): return self.scalar.path
@@ -153,7 +168,8 @@ def config(self: SpanLift) -> dict:
 @patch(cls_method=True)
 def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
     return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
-               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False), c.get('guidance_range'))
+               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False),
+               c.get('patch', 1), c.get('guidance_range'))   # checkpoints from before the working resolution ran at full resolution
 
 # %% ../nbs/06_spanlift.ipynb #198eaa4d
 def _flops(fn) -> int:

@@ -23,9 +23,10 @@ from .spanlift import SpanLift
 from .teacher import teacher_rmse
 
 # %% auto #0
-__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'autocast_for',
-           'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible',
-           'load_solver', 'init_distributed', 'pairs_guidance', 'ScaleSet', 'scale_sets', 'FitResult', 'fit_solver']
+__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'ema_decay',
+           'autocast_for', 'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint',
+           'check_compatible', 'load_solver', 'init_distributed', 'pairs_guidance', 'ScaleSet', 'scale_sets',
+           'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -38,7 +39,7 @@ class TrainConfig:
     warmup: int = 50            # linear warm-up steps, then cosine decay to 0
     loss: str = 'mse'           # 'mse' or 'huber' (pseudo-Huber)
     huber_c: float = 0.03
-    ema: float = 0.995          # EMA decay of the solver weights
+    ema: float = 0.995          # EMA decay of the solver weights, after a warm-up (`ema_decay`)
     val_every: int = 100        # validate (EMA weights) every N steps
     patience: int = 0           # stop after this many validations without improvement (0: never)
     detach_backbone: bool = False
@@ -65,6 +66,12 @@ def ema_update(ema: dict, # name -> tensor, the averaged weights (updated in pla
     with torch.no_grad():
         for k, v in model.state_dict().items():
             ema[k].copy_(ema[k] * decay + v.detach() * (1 - decay) if v.is_floating_point() else v)
+
+# %% ../nbs/07_train.ipynb #aa8f7a79
+def ema_decay(step: int, # updates made before this one (0 for the first)
+              decay: float) -> float: # beta, the decay the average warms up to
+    "The decay of EMA update `step`: min(beta, (1 + step) / (10 + step))"
+    return min(decay, (1 + step) / (10 + step))
 
 # %% ../nbs/07_train.ipynb #6ab045fb
 def autocast_for(dev: torch.device): # the training device
@@ -320,7 +327,7 @@ def train_step(self: _Fit, step: int, ckpt=None) -> float:
                                  "Try a lower lr or the 'huber' loss.")
     self.opt.zero_grad(set_to_none=True); loss.backward()
     torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-    self.opt.step(); self.sched.step(); ema_update(self.ema, self.solver, cfg.ema)
+    self.opt.step(); self.sched.step(); ema_update(self.ema, self.solver, ema_decay(step, cfg.ema))
     self.hist['step'].append(step); self.hist['train'].append(loss.item())
     return loss.item()
 
