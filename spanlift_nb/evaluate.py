@@ -109,8 +109,9 @@ def _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer
     rows.append(row)
     for j, (b, sch) in enumerate(picks):
         name = 'spanlift' if j == 0 else f'spanlift-{b}'
-        sl = SpanLift(b, nfe, bb.path, shape, sch, **dict(dict(learn_scalars=True), **(spanlift_kw or {})))
-        if j == 0 and sl.hparams['learn_scalars']: sl.scalar.load_state_dict(solvers['scalar'].state_dict())   # starts as the fitted scalars
+        kw = dict(dict(learn_scalars=True), **(spanlift_kw or {}))
+        sl = (SpanLift.from_scalars(solvers['scalar'], shape, **kw) if j == 0 and kw['learn_scalars']   # starts as the fitted scalars
+              else SpanLift(b, nfe, bb.path, shape, sch, **kw))
         row, solvers[name], samples[name] = _fit_row('spanlift', sl, *common, steps_spanlift, batch, SOLVER_LR['spanlift'], seed, dev, scorer, progress)
         rows.append(row)
     if transfer and len(picks) > 1:

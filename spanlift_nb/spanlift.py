@@ -171,6 +171,16 @@ def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
                c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False),
                c.get('patch', 1), c.get('guidance_range'))   # checkpoints from before the working resolution ran at full resolution
 
+@patch(cls_method=True)
+def from_scalars(cls: SpanLift, scalar: ScalarSolver, # a fitted learned-scalar solver
+                 shape, # one sample's shape: (C, H, W) for images, (D,) for flat data
+                 learn_scalars: bool = True, # keep learning the scalars beside the operator (False: frozen)
+                 **kw) -> SpanLift: # operator settings: width, blocks, in_span, patch, ...
+    "A SpanLift that starts as the fitted `scalar` solver: untrained, it returns exactly what `scalar` returns"
+    sl = cls(scalar.base.name, scalar.nfe, scalar.path, shape, scalar.schedule, learn_scalars, guidance_range=scalar.guidance_range, **kw)
+    sl.scalar.load_state_dict(scalar.state_dict())
+    return sl.to(scalar.dA.device)
+
 # %% ../nbs/06_spanlift.ipynb #198eaa4d
 def _flops(fn) -> int:
     from torch.utils.flop_counter import FlopCounterMode
