@@ -43,8 +43,8 @@ def _need(value, flag: str):
     if value is None: raise ValueError(f"{flag} is required")
     return value
 
-def _backbone(spec, device):
-    bb = load_backbone(_need(spec, '--backbone'), device=get_device(device))
+def _backbone(spec, device, null_class=None):
+    bb = load_backbone(_need(spec, '--backbone'), device=get_device(device), **({} if null_class is None else dict(null_class=null_class)))
     if sample_shape(bb) is None: raise ValueError(f"backbone {spec!r} does not record its sample shape (metadata 'data_shape')")
     return bb
 
@@ -136,20 +136,19 @@ def fit_solver(backbone: str = None, # backbone SPEC
                blocks: int = 3, # SpanLift operator blocks
                seed: int = 0, # seed of the training pairs and batches
                guidance: str = None, # classifier-free guidance (class-conditional backbones): a scale w, or a range lo:hi for one solver over it
+               null_class: int = None, # the class embedding that means "no class", for guidance on a diffusers folder
                device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                json: bool = False): # print a JSON summary
     "Fit a learned-scalar solver or SpanLift to a backbone by endpoint teacher matching"
-    from spanlift_nb.teacher import teacher_pairs, range_pairs, GUIDANCE_GRID
-    from spanlift_nb.scalar import ScalarSolver
-    from spanlift_nb.spanlift import SpanLift
+    from spanlift_nb.teacher import teacher_pairs, range_pairs, GUIDANCE_GRID, DEFAULT_TEACHER
+    from spanlift_nb.scalar import ScalarSolver; from spanlift_nb.spanlift import SpanLift
     from spanlift_nb.train import fit_solver as _fit, TrainConfig, init_distributed, SOLVER_LR
-    from spanlift_nb.teacher import DEFAULT_TEACHER
     if method not in ('spanlift', 'scalar'): raise ValueError(f"Unknown method {method!r}; valid: spanlift, scalar")
     rank, world = init_distributed()                     # under torchrun: join first, so each rank picks its own GPU
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
-    bb = _backbone(backbone, device); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
+    bb = _backbone(backbone, device, null_class); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
     rng = guidance if isinstance(guidance, tuple) else None
     solver = (SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks, guidance_range=rng) if method == 'spanlift'
               else ScalarSolver(base, nfe, bb.path, guidance_range=rng))
@@ -185,6 +184,7 @@ def sample(backbone: str = None, # backbone SPEC
            seed: int = 0, # noise seed
            classes: Annotated[int, dict(nargs='+')] = None, # class labels, taken in turn over the samples (class-conditional backbones)
            guidance: float = None, # classifier-free guidance scale w (default: a trained solver's own)
+           null_class: int = None, # the class embedding that means "no class", for guidance on a diffusers folder
            out: str = None, # grid.png (an image grid) or samples.npy (an array in [-1, 1])
            device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
            json: bool = False): # print a JSON summary
@@ -195,7 +195,7 @@ def sample(backbone: str = None, # backbone SPEC
     out = Path(_need(out, '--out'))
     if out.suffix not in ('.png', '.npy'): raise ValueError(f"--out must end in .png or .npy, got {str(out)!r}")
     if n < 1: raise ValueError(f"--n must be positive, got {n}")
-    bb = _backbone(backbone, device)
+    bb = _backbone(backbone, device, null_class)
     kw, name = _method(bb, solver, base, nfe)
     y, g = class_labels_for(bb, classes, n), guidance_for(bb, guidance, kw.get('solver'))
     x, measured = run_method(bb, start_noise(bb.path, sample_shape(bb), n, seed), device=device, **kw,
@@ -215,12 +215,13 @@ def evaluate(backbone: str = None, # backbone SPEC
              n: int = 1000, # held-out samples
              seed: int = HELD_OUT_SEED, # noise seed of the held-out teacher pairs (keep it apart from training seeds)
              guidance: float = None, # classifier-free guidance scale w (default: a trained solver's own)
+             null_class: int = None, # the class embedding that means "no class", for guidance on a diffusers folder
              device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
              json: bool = False): # print one JSON object
     "Score a solver against the teacher (RMSE, PSNR) and the data (classifier FID/KID), from held-out noise"
     from spanlift_nb.teacher import teacher_pairs, DEFAULT_TEACHER
     from spanlift_nb.evaluate import run_method, score, dataset_of, pairs_kw
-    bb = _backbone(backbone, device)
+    bb = _backbone(backbone, device, null_class)
     kw, name = _method(bb, solver, base, nfe)
     g = guidance_for(bb, guidance, kw.get('solver'))
     test = teacher_pairs(bb, n, seed=seed, shape=sample_shape(bb), device=device, guidance=g, **DEFAULT_TEACHER)

@@ -132,13 +132,16 @@ def _load_attr(spec: str):
 
 # %% ../nbs/11_zoo.ipynb #f9630248
 def load_backbone(spec, # a shipped name, a checkpoint path, a diffusers folder, `module:attr`, `file.py:attr`, or a model
-                  device=None) -> Backbone: # where to put it (None: where it is)
+                  device=None, # where to put it (None: where it is)
+                  **folder_kw) -> Backbone: # options for a diffusers folder's loader, e.g. `null_class=K`
     "A frozen `Backbone` from any spec the package understands"
+    if folder_kw and not (isinstance(spec, (str, Path)) and Path(spec).is_dir()):
+        raise ValueError(f"{', '.join(folder_kw)} applies only to a diffusers folder, not to {spec!r}")
     if isinstance(spec, Backbone): bb = spec
     elif isinstance(spec, nn.Module) or (callable(spec) and not isinstance(spec, (str, Path))): bb = as_backbone(spec)
     else:
         s = str(spec)
-        if Path(s).is_dir(): bb = importlib.import_module('spanlift_nb.adapters').load_folder(s)
+        if Path(s).is_dir(): bb = importlib.import_module('spanlift_nb.adapters').load_folder(s, **folder_kw)
         elif s in shipped() or s.endswith(('.safetensors', '.json')) or Path(s).exists():
             bb = load(s)
             if not isinstance(bb, Backbone): raise ValueError(f"{s} is a saved {bb.meta.get('role', 'model')}, not a backbone")

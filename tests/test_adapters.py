@@ -29,6 +29,7 @@ def folders(tmp_path_factory):
     d.DDPMPipeline(unet=d.UNet2DModel(**kw), scheduler=d.DDPMScheduler()).save_pretrained(root / 'ddpm')
     d.UNet2DModel(**kw).save_pretrained(root / 'edm' / 'unet')
     d.EDMEulerScheduler().save_pretrained(root / 'edm' / 'scheduler')
+    d.DDPMPipeline(unet=d.UNet2DModel(**kw, num_class_embeds=4), scheduler=d.DDPMScheduler()).save_pretrained(root / 'cond')
     return root
 
 def test_load_backbone_takes_a_folder(folders):
@@ -54,3 +55,17 @@ def test_converted_checkpoint_loads_in_a_fresh_process(folders, tmp_path):
            "print(float((bb(r['x'], r['s']).value - r['d']).abs().max()))")
     assert p.returncode == 0, p.stderr
     assert float(p.stdout) < 1e-5
+
+def test_cli_guides_a_class_conditional_folder_given_its_null_class(folders, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1', SPANLIFT_CACHE=str(tmp_path / 'cache'), MPLBACKEND='Agg')
+    run = lambda *a: subprocess.run(['spanlift', 'sample', '--backbone', str(folders / 'cond'), '--base', 'ddim', '--nfe', '2', '--n', '4',
+                                     '--classes', '0', '2', '--guidance', '2', '--out', str(tmp_path / 's.npy'), '--device', 'cpu', '--json', *a],
+                                    capture_output=True, text=True, env=env, timeout=600)
+    p = run()                                                                     # the folder does not say which class is "no class"
+    assert p.returncode != 0 and 'null_class' in p.stderr and 'Traceback' not in p.stderr
+    p = run('--null-class', '3')
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert (r['nfe'], r['guidance'], r['classes']) == (2, 2.0, [0, 2])
+    p = run('--null-class', '3', '--classes', '3')                                # the null class is not a class to sample
+    assert p.returncode != 0 and 'Traceback' not in p.stderr
