@@ -158,7 +158,7 @@ FINALS = ('newest', 'extrapolate')
 def _check_final(final):
     if final not in FINALS: raise ValueError(f"Unknown final step {final!r}; valid: {', '.join(FINALS)}")
 
-def _onto_zero(model, t): return float(_sigma(model, t)) == 0.0
+def _onto_zero(model, t): return float(_sigma(model, t).detach()) == 0.0   # t may carry a learned grid's gradient
 
 def _weight_at_zero(sig, j):
     "Lagrange weight of node `sig[j]` for extrapolating a polynomial through the nodes `sig` to 0"
