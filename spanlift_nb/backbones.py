@@ -17,8 +17,8 @@ from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, ti
 # %% auto #0
 __all__ = ['OBJECTIVES', 'SHIPPED', 'check_labels', 'class_index', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond',
            'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config', 'drop_labels', 'flow_loss',
-           'edm_loss', 'warmup_cosine', 'WarmupCosine', 'EMA', 'random_batches', 'fit_network', 'fit_labels',
-           'fit_backbone', 'backbone_recipe']
+           'edm_loss', 'warmup_cosine', 'WarmupCosine', 'ema_decay', 'EMA', 'random_batches', 'fit_network',
+           'fit_labels', 'fit_backbone', 'backbone_recipe']
 
 # %% ../nbs/02_backbones.ipynb #c1a55e01
 def check_labels(labels, # class labels: a tensor or array of integers
@@ -279,6 +279,11 @@ class WarmupCosine(torch.optim.lr_scheduler.LRScheduler):
         return [warmup_cosine(self.last_epoch, self.steps, self.warmup, self.floor, base) for base in self.base_lrs]
 
 # %% ../nbs/02_backbones.ipynb #473f69c2
+def ema_decay(step: int, # updates made before this one (0 for the first)
+              decay: float) -> float: # beta, the decay the average warms up to
+    "The decay of EMA update `step`: min(beta, (1 + step) / (10 + step))"
+    return min(decay, (1 + step) / (10 + step))
+
 class EMA:
     "An exponential moving average of a module's weights, with the usual warm-up of the decay"
     def __init__(self, net: nn.Module, decay: float = 0.999):
@@ -288,7 +293,7 @@ class EMA:
     @torch.no_grad()
     def update(self, net: nn.Module):
         self.steps += 1
-        d = min(self.decay, (1 + self.steps) / (10 + self.steps))
+        d = ema_decay(self.steps, self.decay)
         for a, p in zip(self.avg.parameters(), net.parameters()): a.lerp_(p.detach(), 1 - d)
         for a, b in zip(self.avg.buffers(), net.buffers()): a.copy_(b)
 

@@ -23,10 +23,9 @@ from .spanlift import SpanLift
 from .teacher import teacher_rmse
 
 # %% auto #0
-__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'ema_decay',
-           'autocast_for', 'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint',
-           'check_compatible', 'load_solver', 'init_distributed', 'pairs_guidance', 'ScaleSet', 'scale_sets',
-           'FitResult', 'fit_solver']
+__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'autocast_for',
+           'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible',
+           'load_solver', 'init_distributed', 'pairs_guidance', 'ScaleSet', 'scale_sets', 'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -68,10 +67,7 @@ def ema_update(ema: dict, # name -> tensor, the averaged weights (updated in pla
             ema[k].copy_(ema[k] * decay + v.detach() * (1 - decay) if v.is_floating_point() else v)
 
 # %% ../nbs/07_train.ipynb #aa8f7a79
-def ema_decay(step: int, # updates made before this one (0 for the first)
-              decay: float) -> float: # beta, the decay the average warms up to
-    "The decay of EMA update `step`: min(beta, (1 + step) / (10 + step))"
-    return min(decay, (1 + step) / (10 + step))
+from .backbones import ema_decay     # the warm-up `backbones.EMA` uses, one home for both
 
 # %% ../nbs/07_train.ipynb #6ab045fb
 def autocast_for(dev: torch.device): # the training device
