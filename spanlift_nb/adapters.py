@@ -15,9 +15,9 @@ from .backbones import EDMPrecond, check_labels
 
 # %% auto #0
 __all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'class_embeddings', 'class_meta', 'DiffusersNet',
-           'is_diffusers_folder', 'find_components', 'scheduler_family', 'vp_alphas_cumprod', 'load_diffusers',
-           'load_folder', 'grid_from_timesteps', 'scheduler_grid', 'load_vae', 'decode', 'encode', 'diffusers_arch',
-           'diffusers_arch_kwargs']
+           'is_diffusers_folder', 'find_components', 'scheduler_family', 'training_scheduler_config',
+           'vp_alphas_cumprod', 'load_diffusers', 'load_folder', 'grid_from_timesteps', 'scheduler_grid', 'load_vae',
+           'decode', 'encode', 'diffusers_arch', 'diffusers_arch_kwargs']
 
 # %% ../nbs/02b_adapters.ipynb #8b7bef37
 INSTALL_HINT = 'pip install "spanlift-nb[diffusers]"'
@@ -116,6 +116,11 @@ def scheduler_family(cfg: dict, # a scheduler config (`scheduler_config.json` or
         raise ValueError(f"{source}: unknown prediction_type {pred!r} for {name or 'a DDPM-family scheduler'}; supported: {', '.join(VP_PREDICTIONS)}")
     return 'vp', pred
 
+def training_scheduler_config(cfg: dict) -> dict: # a scheduler config read from a model folder
+    "The config of the scheduler a model was trained with: a `SpanLiftScheduler`'s config keeps it in its model record"
+    rec = cfg.get('backbone') if cfg.get('_class_name') == 'SpanLiftScheduler' else None
+    return rec['scheduler'] if isinstance(rec, dict) and isinstance(rec.get('scheduler'), dict) else cfg
+
 # %% ../nbs/02b_adapters.ipynb #3d6a3eec
 def vp_alphas_cumprod(cfg: dict) -> Tensor:
     "The training `alphas_cumprod` of a DDPM-family scheduler config, computed by diffusers' `DDPMScheduler`"
@@ -129,7 +134,9 @@ def vp_alphas_cumprod(cfg: dict) -> Tensor:
 # %% ../nbs/02b_adapters.ipynb #29d0fbad
 def _load_model(folder: Path, d):
     cfg_file = folder / 'config.json'
-    name = _read_json(cfg_file).get('_class_name')
+    cfg = _read_json(cfg_file); name = cfg.get('_class_name')
+    if cfg.get('time_embedding_type') == 'learned':       # an embedding table: integer timesteps only
+        raise ValueError(f"{cfg_file}: time_embedding_type='learned' takes only integer timesteps, and solvers call the model at real times; use a model with 'positional' or 'fourier' time embeddings")
     cls = getattr(d, name, None) if name else None
     if cls is None: raise ValueError(f"{cfg_file}: unknown diffusers model class {name!r}")
     try: m = cls.from_pretrained(folder, local_files_only=True)
@@ -141,13 +148,14 @@ def _data_shape(cfg) -> list | None:
     if not c or not s: return None
     return [int(c), *([int(s)] * 2 if isinstance(s, int) else map(int, s))]
 
+# %% ../nbs/02b_adapters.ipynb #f342154f
 def load_diffusers(folder, # a pipeline folder, or a model folder with its scheduler config nearby
                    device=None, # where to put it (None: stay on the CPU)
                    null_class: int | None = None) -> Backbone: # the class label that means "no class", for guidance (see `class_meta`)
     "A `Backbone` for a diffusers model saved with `save_pretrained` (local files only)"
     d = require_diffusers()
     c = find_components(folder)
-    scfg = _read_json(c['scheduler'])
+    scfg = training_scheduler_config(_read_json(c['scheduler']))   # a SpanLiftScheduler folder: the model's own scheduler
     family, pred = scheduler_family(scfg, c['scheduler'])       # before loading weights: fail fast
     model = _load_model(c['model'], d)
     n = int(scfg.get('num_train_timesteps', 1000))

@@ -6,20 +6,24 @@ Docs: https://spanlift.github.io/spanlift-nb/scheduler.html.md"""
 
 # %% ../nbs/12_scheduler.ipynb #1d6d6c06
 from __future__ import annotations
-import json
+import inspect, json, os, shutil, tempfile
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from torch import Tensor
 from fastcore.basics import patch
 # everything this module takes from the rest of the package, in one place
-from .core import GaussianPath, ModelOutput, weights_hash, save_tensors, load_tensors
+from .core import (GaussianPath, ModelOutput, append_dims, weights_hash, save_tensors, load_tensors, file_sha256, write_json,
+                              parse_guidance, check_scale, guidance_scale as view_scale)
 from .adapters import require_diffusers, load_folder, vp_alphas_cumprod
 from .solvers import table_step
 from .scalar import LearnedSolver
 from .train import build_solver, load_solver
 
 # %% auto #0
-__all__ = ['PREDICTION_TYPES', 'FAMILIES', 'model_timesteps', 'backbone_record', 'path_of', 'SpanLiftScheduler']
+__all__ = ['PREDICTION_TYPES', 'FAMILIES', 'model_timesteps', 'path_times', 'backbone_record', 'path_of', 'run_scale',
+           'SpanLiftSchedulerOutput', 'SpanLiftScheduler', 'recorded_null', 'check_pipeline', 'summary',
+           'export_scheduler']
 
 # %% ../nbs/12_scheduler.ipynb #237af9e4
 PREDICTION_TYPES = dict(eps='epsilon', v='v_prediction', denoised='sample', velocity='flow_prediction')  # package -> diffusers
@@ -32,6 +36,13 @@ def model_timesteps(times: Tensor, # path times t
     if family not in FAMILIES: raise ValueError(f"SpanLiftScheduler runs DDPM-family (vp) and flow-matching models, not {family!r}")
     t = torch.as_tensor(times).to(torch.float32)        # the same float32 arithmetic as the backbone's time map
     return t * num_train_timesteps - 1 if family == 'vp' else t * float(num_train_timesteps)
+
+def path_times(timesteps, # the model's own timesteps (any shape, any float or integer dtype)
+               family: str, num_train_timesteps: int = 1000) -> Tensor:
+    "The inverse of `model_timesteps`, in float64: VP `(k + 1) / N`, flow `k / N`"
+    if family not in FAMILIES: raise ValueError(f"SpanLiftScheduler runs DDPM-family (vp) and flow-matching models, not {family!r}")
+    k = torch.as_tensor(timesteps).detach().to(torch.float64)
+    return (k + 1) / num_train_timesteps if family == 'vp' else k / num_train_timesteps
 
 # %% ../nbs/12_scheduler.ipynb #fbfc0975
 def backbone_record(backbone) -> dict:
@@ -51,12 +62,37 @@ def path_of(record: dict, # a `backbone_record`
     if p.config() != c: raise ValueError(f"the model's scheduler config gives the path {p.config()}, but the solver was trained on {c}")
     return p
 
+# %% ../nbs/12_scheduler.ipynb #56494862
+def run_scale(solver_config: dict, # the solver's `config()`
+              trained, # the guidance it was trained at: None, one scale, or a range [lo, hi]
+              scale=None): # the scale asked for (None: the trained one; a range solver has none)
+    "The guidance scale a scheduler runs at: `scale` checked against what the solver was trained at, refused with one line"
+    rng = solver_config.get('guidance_range')
+    trained = parse_guidance(tuple(trained) if isinstance(trained, list) else trained)
+    if rng is not None:
+        if trained is not None and trained != tuple(map(float, rng)):
+            raise ValueError(f"guidance {trained} does not match the range this solver was trained over, {rng[0]:g} to {rng[1]:g}")
+        trained = tuple(map(float, rng))
+    if scale is None: return None if isinstance(trained, tuple) else trained
+    w = parse_guidance(scale)
+    if isinstance(w, tuple): raise ValueError(f"guidance_scale is the one scale a scheduler runs at, not a range: got {scale!r}")
+    if trained is None: raise ValueError(f"this solver was trained without guidance; it cannot run at guidance scale {w:g}")
+    check_scale(trained, w)
+    return w
+
 # %% ../nbs/12_scheduler.ipynb #19813ad9
 _d = require_diffusers()
+from diffusers import SchedulerMixin, ConfigMixin       # by these names: a saved pipeline finds our loading methods through them
 from diffusers.configuration_utils import register_to_config
-from diffusers.schedulers.scheduling_utils import SchedulerOutput
+from diffusers.utils import BaseOutput
 
-class SpanLiftScheduler(_d.SchedulerMixin, _d.ConfigMixin):
+@dataclass
+class SpanLiftSchedulerOutput(BaseOutput):
+    "What `step` returns: the next state, and the model's denoised estimate at the current one"
+    prev_sample: Tensor
+    pred_original_sample: Tensor | None = None
+
+class SpanLiftScheduler(SchedulerMixin, ConfigMixin):
     "A diffusers scheduler that runs a trained learned-scalar or SpanLift solver, one buffer row per `step`"
     order = 1
     weights_name = 'spanlift_solver.safetensors'
@@ -65,31 +101,71 @@ class SpanLiftScheduler(_d.SchedulerMixin, _d.ConfigMixin):
     def __init__(self, solver: dict | None = None, # the trained solver's `config()`
                  backbone: dict | None = None, # `backbone_record` of the model it was trained on
                  prediction_type: str = 'epsilon', # what the model returns, in diffusers' words
-                 num_train_timesteps: int = 1000): # N of the model's training schedule
+                 num_train_timesteps: int = 1000, # N of the model's training schedule
+                 guidance: float | list | None = None, # the guidance scale, or range [lo, hi], it was trained at (None: unguided)
+                 guidance_scale: float | None = None, # the scale it runs at: the trained one, or one inside the range
+                 null_class: int | None = None, # the class label that means "no class" in the guided model
+                 weights_sha256: str | None = None): # SHA-256 of the weights file, written by `save_pretrained`
         if solver is None or backbone is None:
-            raise ValueError("SpanLiftScheduler needs a trained solver: use SpanLiftScheduler.from_solver(checkpoint, model_folder) or from_pretrained(folder)")
+            raise ValueError("SpanLiftScheduler needs a trained solver: use SpanLiftScheduler.from_pretrained(folder) or from_solver(checkpoint, model_folder)")
         trained = PREDICTION_TYPES[backbone['prediction']]
         if prediction_type != trained:
             raise ValueError(f"SpanLiftScheduler: prediction_type {prediction_type!r}, but this solver was trained on a model that predicts {trained!r}")
+        self._scale = run_scale(solver, guidance, guidance_scale)
         self.path = path_of(backbone, solver)
         self.learned_solver = build_solver(solver, self.path).eval().requires_grad_(False)
         self.init_noise_sigma = float(self.path.sigma(torch.tensor(self.path.t_max, dtype=torch.float64)))
-        self.timesteps, self.num_inference_steps, self.table, self._next, self._X, self._V = None, None, None, 0, [], []
+        self.timesteps = self.sigmas = self.table = self.num_inference_steps = self._correction = None
+        self._step_index, self._begin_index, self._X, self._V, self._out, self._x32 = None, None, [], [], None, None
 
     def __len__(self): return self.config.num_train_timesteps
 
 # %% ../nbs/12_scheduler.ipynb #095545ed
 @patch
-def set_timesteps(self: SpanLiftScheduler, num_inference_steps: int, # must be the solver's NFE
-                  device=None): # where the timesteps (and the solver) go
-    "The solver's trained times in the model's timestep units; only for the NFE it was trained for"
+def _schedule(self: SpanLiftScheduler, scale, device=None) -> tuple:
+    "(table, correction, timesteps, sigmas) of the solver at guidance `scale`, on `device`"
+    s = self.learned_solver
+    if scale is None and s.guidance_range is not None:
+        lo, hi = s.guidance_range
+        raise ValueError(f"this solver covers guidance scales {lo:g} to {hi:g}: pass guidance_scale= (to set_timesteps, from_pretrained or export_scheduler)")
+    if device is not None: s.to(device)
+    u = None if s.guidance_range is None else getattr(s, 'scalar', s).position(scale)
+    with torch.no_grad(): table = s.table(u)
+    corr = None if s.correction is None else (lambda k, X, V, tab: s.correction(k, X, V, tab, u))
+    t = table.times.detach().to(torch.float64)
+    a, sg = self.path.alpha(t), self.path.sigma(t)
+    sig = torch.cat([sg / a if self.config.backbone['family'] == 'vp' else sg, t.new_zeros(1)]).to(torch.float32)
+    return table, corr, model_timesteps(t, self.config.backbone['family'], self.config.num_train_timesteps), sig
+
+def _same(given, trained: Tensor) -> bool:
+    g = torch.as_tensor(given if torch.is_tensor(given) else list(given), dtype=torch.float64).flatten().cpu()
+    return g.shape == trained.shape and torch.allclose(g, trained.detach().to(torch.float64).cpu(), rtol=1e-4, atol=1e-4)
+
+# %% ../nbs/12_scheduler.ipynb #b3038329
+@patch
+def set_timesteps(self: SpanLiftScheduler, num_inference_steps: int | None = None, # the solver's NFE (None: the same)
+                  device=None, # where the timesteps (and the solver) go
+                  timesteps=None, # the trained timesteps (as `retrieve_timesteps` passes them); others are refused
+                  sigmas=None, # the trained sigmas, with or without the final 0; others are refused
+                  mu: float | None = None, # a dynamic shift: accepted only with the trained `sigmas` or `timesteps`, which it does not move
+                  guidance_scale: float | None = None): # the scale a range solver runs at (a one-scale solver: its own)
+    "The solver's trained times in the model's timestep units; any other schedule is refused with one line"
     n = self.learned_solver.nfe
-    if num_inference_steps != n:
+    if num_inference_steps is not None and num_inference_steps != n:
         raise ValueError(f"this SpanLiftScheduler runs a solver trained for {n} NFE; set_timesteps got {num_inference_steps} (use num_inference_steps={n})")
-    if device is not None: self.learned_solver.to(device)
-    with torch.no_grad(): self.table = self.learned_solver.table()
-    self.timesteps = model_timesteps(self.table.times, self.config.backbone['family'], self.config.num_train_timesteps)
-    self.num_inference_steps, self._next, self._X, self._V = n, 0, [], []
+    scale = self._scale if guidance_scale is None else run_scale(self.config.solver, self.config.guidance, guidance_scale)
+    table, corr, ts, sig = self._schedule(scale, device)
+    show = lambda v: [round(float(x), 4) for x in torch.as_tensor(v if torch.is_tensor(v) else list(v)).flatten()]
+    if timesteps is not None and not _same(timesteps, ts):
+        raise ValueError(f"this SpanLiftScheduler runs its trained timesteps {show(ts)}; set_timesteps got {show(timesteps)} (leave timesteps unset)")
+    if sigmas is not None and not (_same(sigmas, sig) or _same(sigmas, sig[:-1])):
+        raise ValueError(f"this SpanLiftScheduler runs its trained sigmas {show(sig[:-1])}; set_timesteps got {show(sigmas)} (pass sigmas=scheduler.sigmas[:-1], or none)")
+    if mu is not None and timesteps is None and sigmas is None:
+        raise ValueError("mu (a dynamic shift) would move the trained times: pass sigmas=scheduler.sigmas[:-1] with it, or leave mu unset")
+    dev = device if device is not None else ts.device
+    self.table, self._correction, self.timesteps, self.sigmas = table, corr, ts.to(dev), sig.to(dev)
+    self.num_inference_steps, self._scale, self._step_index, self._X, self._V = n, scale, None, [], []
+    if scale != self.config.guidance_scale: self.register_to_config(guidance_scale=scale)     # what save_pretrained records
 
 @patch
 def scale_model_input(self: SpanLiftScheduler, sample: Tensor, timestep=None) -> Tensor:
@@ -99,64 +175,206 @@ def scale_model_input(self: SpanLiftScheduler, sample: Tensor, timestep=None) ->
 # %% ../nbs/12_scheduler.ipynb #7f4d3f32
 @patch
 def _row(self: SpanLiftScheduler, timestep) -> int:
-    "The buffer row of `timestep`: the next one expected, or the first (a new loop)"
+    "The buffer row of `timestep` (one value, or one per sample, all equal): the next one expected, or the first (a new loop)"
     if self.timesteps is None: raise ValueError(f"SpanLiftScheduler.step called before set_timesteps; call set_timesteps({self.learned_solver.nfe}) first")
-    t = float(timestep)
-    for k in (self._next, 0):
-        if abs(t - float(self.timesteps[k])) <= 0.5: return k
-    raise ValueError(f"SpanLiftScheduler.step got timestep {t:g}, but the next one is {float(self.timesteps[self._next]):g}; loop over scheduler.timesteps")
+    t = torch.as_tensor(timestep).detach().flatten().to(torch.float64).cpu()
+    if t.numel() == 0 or bool((t != t[0]).any()):
+        raise ValueError(f"SpanLiftScheduler.step got timesteps {t.tolist()}: a trained solver steps every sample of a batch at one time")
+    t, ts = float(t[0]), self.timesteps.detach().to(torch.float64).cpu()
+    nxt = (self._step_index or 0) % self.num_inference_steps
+    for k in dict.fromkeys((nxt, 0)):       # an integer cast moves a timestep by < 1; a bfloat16 one by up to 2^-8 of it
+        if abs(t - float(ts[k])) < 1 + abs(float(ts[k])) * 2**-7: return k
+    raise ValueError(f"SpanLiftScheduler.step got timestep {t:g}, but the next one is {float(ts[nxt]):g}; loop over scheduler.timesteps")
 
+# %% ../nbs/12_scheduler.ipynb #f1b28fc9
 @patch
 def step(self: SpanLiftScheduler, model_output: Tensor, # the model's output at (sample, timestep): epsilon, v or velocity
-         timestep, # the current timestep, from `timesteps`
+         timestep, # the current timestep, from `timesteps` (a batch of equal ones, or integer-cast, is matched to it)
          sample: Tensor, # the current state
          generator=None, # accepted for pipelines; the sampler is deterministic
-         return_dict: bool = True):
-    "One row of the solver: the output as a velocity into the buffer, then the solver's update to the next state"
+         return_dict: bool = True,
+         eta: float = 0.0, # accepted for DDIM-style callers: only 0 (no noise is added)
+         use_clipped_model_output: bool | None = None): # accepted for DDIM-style callers: only None or False
+    "One row of the solver, computed in float32: the output as a velocity into the buffer, then the solver's update, in `sample.dtype`"
+    if eta: raise ValueError(f"SpanLiftScheduler is deterministic: step got eta={eta}; use eta=0")
+    if use_clipped_model_output: raise ValueError("SpanLiftScheduler.step does not clip the model output: use use_clipped_model_output=None")
     k = self._row(timestep)
     if k == 0:
         self._X, self._V = [], []
-        if next(iter(self.learned_solver.parameters())).device != sample.device: self.set_timesteps(self.num_inference_steps, sample.device)
-    t = self.table.times[k].to(sample.dtype)
-    self._X.append(sample)
-    self._V.append(ModelOutput(sample, t, model_output, self.config.backbone['prediction'], self.path).velocity)
-    with torch.no_grad(): new = table_step(self.table, k + 1, self._X, self._V, self.learned_solver.correction)
-    self._next = (k + 1) % self.num_inference_steps
-    if self._next == 0: self._X, self._V = [], []
-    return SchedulerOutput(prev_sample=new) if return_dict else (new,)
+        if self.timesteps.device != sample.device or self.table.times.device != sample.device: self.set_timesteps(device=sample.device)
+    same = k > 0 and self._out is not None and (sample is self._out or (sample.dtype != torch.float32 and torch.equal(sample, self._out)))
+    x, out = self._x32 if same else sample.to(torch.float32), model_output.to(torch.float32)   # our float32 state, not its half rounding
+    o = ModelOutput(x, self.table.times[k].to(torch.float32), out, self.config.backbone['prediction'], self.path)
+    self._X.append(x); self._V.append(o.velocity)
+    with torch.no_grad(): new = table_step(self.table, k + 1, self._X, self._V, self._correction)
+    self._step_index = k + 1
+    if k + 1 == self.num_inference_steps: self._X, self._V = [], []
+    prev, x0 = new.to(sample.dtype), o.denoised.to(sample.dtype)
+    self._out, self._x32 = prev, new
+    return SpanLiftSchedulerOutput(prev_sample=prev, pred_original_sample=x0) if return_dict else (prev, x0)
 
 # %% ../nbs/12_scheduler.ipynb #2c270b54
+def recorded_null(meta: dict):
+    "The null class a solver checkpoint's teacher pairs were made with (None: not recorded)"
+    t = (meta.get('pairs') or {}).get('teacher') or {}
+    n = t.get('null') if isinstance(t, dict) else None
+    return next(iter(n.values())) if isinstance(n, dict) and len(n) == 1 else n
+
 @patch(cls_method=True)
 def from_solver(cls: SpanLiftScheduler, solver, # a solver checkpoint (.safetensors from fit_solver), or a LearnedSolver
-                backbone): # the diffusers model folder it was trained on, or its Backbone
-    "A scheduler for a trained solver and the diffusers model it was trained on"
-    bb = load_folder(backbone) if isinstance(backbone, (str, Path)) else backbone
-    if not isinstance(solver, LearnedSolver): solver, _ = load_solver(solver, bb)     # checks the backbone's weights hash
+                backbone, # the diffusers model folder it was trained on, or its Backbone
+                *, guidance_scale: float | None = None, # the scale to run at: a range solver needs one; a one-scale solver's own, or refused
+                null_class: int | None = None): # the label that means "no class" (None: from the checkpoint or the model)
+    "A scheduler for a trained solver and the diffusers model it was trained on, with the guidance it was trained at"
+    bb = load_folder(backbone, **({} if null_class is None else dict(null_class=null_class))) if isinstance(backbone, (str, Path)) else backbone
+    if isinstance(solver, LearnedSolver): trained, rec_null = getattr(solver, 'guidance', None) or solver.guidance_range or view_scale(bb), None
+    else:
+        solver, meta = load_solver(solver, bb)     # checks the backbone's weights hash
+        trained, rec_null = solver.guidance, recorded_null(meta)
+    null = next((v for v in (null_class, rec_null, bb.meta.get('null_class')) if v is not None), None)
+    if null_class is not None and rec_null is not None and int(null_class) != int(rec_null):
+        raise ValueError(f"null_class={null_class}, but this solver's teacher was guided with null class {rec_null}")
+    if trained is not None and null is None:
+        raise ValueError("this solver was trained with guidance, and no null class is known: give null_class= (the label that means 'no class')")
     rec = backbone_record(bb)
     sched = cls(solver=solver.config(), backbone=rec, prediction_type=PREDICTION_TYPES[bb.prediction],
-                num_train_timesteps=int(rec['scheduler'].get('num_train_timesteps', 1000)))
+                num_train_timesteps=int(rec['scheduler'].get('num_train_timesteps', 1000)),
+                guidance=list(trained) if isinstance(trained, tuple) else trained, guidance_scale=run_scale(solver.config(), trained, guidance_scale),
+                null_class=None if null is None else int(null))
     sched.learned_solver.load_state_dict(solver.state_dict())
     return sched
+
+# %% ../nbs/12_scheduler.ipynb #adcbfc2f
+@patch(as_prop=True)
+def step_index(self: SpanLiftScheduler) -> int | None:
+    "Steps taken in the current loop (None before the first)"
+    return self._step_index
+
+@patch(as_prop=True)
+def begin_index(self: SpanLiftScheduler) -> int | None: return self._begin_index
+
+@patch
+def set_begin_index(self: SpanLiftScheduler, begin_index: int = 0):
+    "Only 0: a trained few-step solver starts from noise at its first time, with an empty buffer"
+    if begin_index != 0:
+        raise ValueError(f"set_begin_index({begin_index}): a trained few-step solver starts from noise at its first time; "
+                         "starting mid-way (img2img, inpainting) needs a solver trained from that start, so use 0")
+    self._begin_index = 0
+
+@patch
+def add_noise(self: SpanLiftScheduler, original_samples: Tensor, # clean samples x_0
+              noise: Tensor, # standard Gaussian noise
+              timesteps) -> Tensor: # the model's timesteps: one, or one per sample
+    "The path's state at `timesteps`, alpha(t) x_0 + sigma(t) noise, computed in float32"
+    t = path_times(timesteps, self.config.backbone['family'], self.config.num_train_timesteps).cpu().flatten()
+    t = t.expand(len(original_samples)) if t.numel() == 1 else t
+    x0 = original_samples.to(torch.float32)
+    a, s = (append_dims(f(t).to(torch.float32), x0).to(x0.device) for f in (self.path.alpha, self.path.sigma))
+    return (a * x0 + s * noise.to(x0)).to(original_samples.dtype)
+
+@patch
+def scale_noise(self: SpanLiftScheduler, sample: Tensor, timestep, noise: Tensor) -> Tensor:
+    "Flow-matching schedulers' name for `add_noise` (same arguments as `FlowMatchEulerDiscreteScheduler.scale_noise`)"
+    return self.add_noise(sample, noise, timestep)
 
 # %% ../nbs/12_scheduler.ipynb #182de530
 @patch
 def save_pretrained(self: SpanLiftScheduler, save_directory, # the folder to write
-                    **kwargs): # passed on to diffusers' save_pretrained
-    "Write `scheduler_config.json` and the learned weights (`spanlift_solver.safetensors`) to `save_directory`"
-    _d.SchedulerMixin.save_pretrained(self, save_directory, **kwargs)
-    save_tensors(Path(save_directory) / self.weights_name, self.learned_solver.state_dict(), dict(solver=json.dumps(self.config.solver)))
+                    **kwargs): # diffusers' options (push_to_hub is refused)
+    "Write the learned weights (`spanlift_solver.safetensors`) and `scheduler_config.json`, which records their SHA-256"
+    if kwargs.get('push_to_hub'): raise ValueError("SpanLiftScheduler.save_pretrained writes local folders only; push_to_hub is not supported")
+    d = Path(save_directory)
+    if d.exists() and not d.is_dir(): raise FileExistsError(f"{d} is a file: save_pretrained writes a folder")
+    w = d / self.weights_name
+    save_tensors(w, self.learned_solver.state_dict(), dict(solver=json.dumps(self.config.solver)))
+    self.register_to_config(weights_sha256=file_sha256(w))
+    write_json(d / self.config_name, json.loads(self.to_json_string()))
 
+@patch(cls_method=True)
+def from_config(cls: SpanLiftScheduler, config=None, return_unused_kwargs=False, **kwargs):
+    "Refused: a config does not hold the trained weights"
+    raise ValueError("SpanLiftScheduler.from_config cannot restore the trained weights, which a config does not hold: "
+                     "use SpanLiftScheduler.from_pretrained(folder) or from_solver(checkpoint, backbone)")
+
+# %% ../nbs/12_scheduler.ipynb #b2ba092a
 @patch(cls_method=True)
 def from_pretrained(cls: SpanLiftScheduler, pretrained_model_name_or_path, # a folder written by `save_pretrained`
                     subfolder: str | None = None, # e.g. 'scheduler' inside a pipeline folder
-                    **kwargs): # config overrides
-    "Read a scheduler written by `save_pretrained`: JSON and safetensors only, no code runs"
+                    **kwargs): # config overrides, e.g. guidance_scale= for a range solver
+    "Read a scheduler written by `save_pretrained`: JSON and safetensors only, the weights checked against their SHA-256"
     d = Path(pretrained_model_name_or_path) / (subfolder or '')
     cfg_file, w_file = d / cls.config_name, d / cls.weights_name
     if not cfg_file.exists(): raise FileNotFoundError(f"No {cls.config_name} in {d}")
     try: cfg = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{cfg_file} is not valid JSON ({e})") from None
-    sched, sd = cls.from_config(cfg, **kwargs), load_tensors(w_file)
+    if cfg.get('_class_name') != cls.__name__: raise ValueError(f"{cfg_file} describes a {cfg.get('_class_name')}, not a {cls.__name__}")
+    if not w_file.exists(): raise FileNotFoundError(f"No {cls.weights_name} in {d}: the trained weights belong beside {cls.config_name}")
+    if not cfg.get('weights_sha256'): raise ValueError(f"{cfg_file} records no weights_sha256: save the scheduler again with save_pretrained")
+    if file_sha256(w_file) != cfg['weights_sha256']: raise ValueError(f"{w_file} is corrupt: its SHA-256 does not match the one recorded in {cls.config_name}")
+    keys = inspect.signature(cls.__init__).parameters
+    if (bad := sorted(set(kwargs) - set(keys) - {'self'})): raise ValueError(f"unknown SpanLiftScheduler options {bad}; valid: {', '.join(k for k in keys if k != 'self')}")
+    sched, sd = cls(**{**{k: v for k, v in cfg.items() if k in keys}, **kwargs}), load_tensors(w_file)
     try: sched.learned_solver.load_state_dict(sd)
     except RuntimeError as e: raise ValueError(f"{w_file} does not hold the weights of the solver in {cls.config_name} ({str(e).splitlines()[0]})") from None
     return sched
+
+# %% ../nbs/12_scheduler.ipynb #54b0c8d9
+def _pipeline_of(out: Path) -> Path | None:
+    return out.parent if out.name == 'scheduler' and (out.parent / 'model_index.json').exists() else None
+
+def check_pipeline(pipe, # a diffusers pipeline folder
+                   record: dict): # the `backbone_record` a scheduler keeps
+    "Refuse a pipeline whose model is not the one a solver was trained on (another prediction type included)"
+    bb = load_folder(pipe)
+    if bb.prediction != record['prediction']:
+        raise ValueError(f"{pipe}'s model predicts {PREDICTION_TYPES[bb.prediction]!r}, but the solver was trained on a model that predicts {PREDICTION_TYPES[record['prediction']]!r}")
+    if weights_hash(bb) != record['hash']:
+        raise ValueError(f"{pipe} holds another model than the one the solver was trained on (backbone hash {weights_hash(bb)} != {record['hash']})")
+
+def summary(sched: SpanLiftScheduler, out) -> dict:
+    "What an export wrote, as the command line prints it"
+    c, s = sched.config, sched.config.solver
+    return dict(out=str(out), method=s['method'], base=s['base'], nfe=s['nfe'], prediction_type=c.prediction_type,
+                guidance=c.guidance, guidance_scale=c.guidance_scale, null_class=c.null_class,
+                timesteps=[round(float(t), 3) for t in sched.timesteps])
+
+# %% ../nbs/12_scheduler.ipynb #d07902e3
+def _write_folder(sched: SpanLiftScheduler, out: Path, index: dict | None = None):
+    "Save into a temporary folder beside `out`, then rename it to `out` (and name it in `index`'s model_index.json); undone on failure"
+    top = next(p for p in [out.parent, *out.parent.parents] if p.parent.exists())     # the first folder we may have to create
+    made = not top.exists()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old, moved, placed = Path(tempfile.mkdtemp(dir=out.parent, prefix=f'.{out.name}.')), out.parent / f'.{out.name}.old-{os.getpid()}', False, False
+    umask = os.umask(0); os.umask(umask); os.chmod(tmp, 0o777 & ~umask)     # mkdtemp makes a private folder; give the usual permissions
+    try:
+        sched.save_pretrained(tmp)
+        if out.exists(): out.rename(old); moved = True
+        tmp.rename(out); placed = True
+        if index is not None: write_json(out.parent / 'model_index.json', dict(index, scheduler=[SpanLiftScheduler.__module__, 'SpanLiftScheduler']))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if placed: shutil.rmtree(out, ignore_errors=True)
+        if moved: old.rename(out)
+        if made: shutil.rmtree(top, ignore_errors=True)
+        raise
+    if moved: shutil.rmtree(old, ignore_errors=True)
+
+# %% ../nbs/12_scheduler.ipynb #b25e0c2c
+def export_scheduler(solver, # a solver checkpoint from fit_solver (or a LearnedSolver)
+                     backbone, # the diffusers model folder it was trained on (or its Backbone)
+                     out, # a new folder, or a pipeline's `scheduler/` folder (its model_index.json then names SpanLiftScheduler)
+                     *, guidance: float | None = None, # the scale to run at: a range solver needs one; a one-scale solver's own, or refused
+                     null_class: int | None = None) -> dict: # the label that means "no class" (None: from the checkpoint or the model)
+    "Validate everything, then write a SpanLiftScheduler folder atomically (a failed export leaves nothing behind); returns its summary"
+    out = Path(out); pipe = _pipeline_of(out)
+    if out.exists() and not out.is_dir(): raise FileExistsError(f"{out} is a file: give a new folder, or a pipeline's scheduler/ folder")
+    if out.is_dir() and any(out.iterdir()) and pipe is None: raise FileExistsError(f"{out} is a folder that is not empty: give a new folder, or a pipeline's scheduler/ folder")
+    sched = SpanLiftScheduler.from_solver(solver, backbone, guidance_scale=guidance, null_class=null_class)
+    sched.set_timesteps()                                     # the schedule it runs, at that scale: refused here, before anything is written
+    index = None
+    if pipe is not None:
+        check_pipeline(pipe, sched.config.backbone)
+        index = json.loads((pipe / 'model_index.json').read_text())
+        if 'scheduler' not in index: raise ValueError(f"{pipe / 'model_index.json'} names no scheduler: this pipeline takes no scheduler/ folder")
+    _write_folder(sched, out, index)
+    return summary(sched, out)
