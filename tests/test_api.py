@@ -1,0 +1,41 @@
+"The public face: every name in `spanlift_nb.__all__` resolves to the object of its home module, and `import spanlift_nb` imports neither diffusers nor the heavy modules."
+import importlib, os, subprocess, sys
+import pytest
+import spanlift_nb
+
+ENV = dict(os.environ, OMP_NUM_THREADS='1')
+
+def test_all_is_small_and_regular():
+    assert 15 <= len(spanlift_nb.__all__) <= 30 and len(set(spanlift_nb.__all__)) == len(spanlift_nb.__all__)
+    assert spanlift_nb.__version__ and '__version__' not in spanlift_nb.__all__
+
+@pytest.mark.parametrize('name', [n for n in spanlift_nb.__all__ if spanlift_nb._HOMES[n] != 'scheduler'])
+def test_every_name_resolves_to_its_home(name):
+    home = importlib.import_module(f'spanlift_nb.{spanlift_nb._HOMES[name]}')
+    assert getattr(spanlift_nb, name) is getattr(home, name) and name in home.__all__
+
+def test_scheduler_names_resolve_with_diffusers():
+    pytest.importorskip('diffusers')
+    from spanlift_nb import SpanLiftScheduler, export_scheduler
+    from spanlift_nb import scheduler
+    assert SpanLiftScheduler is scheduler.SpanLiftScheduler and export_scheduler is scheduler.export_scheduler
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match='no attribute'): spanlift_nb.no_such_name
+    with pytest.raises(ImportError): exec('from spanlift_nb import no_such_name', {})
+
+def run(code):
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600, env=ENV)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+def test_import_does_not_import_diffusers_or_heavy_modules():
+    out = run("import sys, spanlift_nb; print(sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'torch', 'spanlift_nb')))")
+    assert out == "['spanlift_nb']", out
+
+def test_names_work_without_diffusers():
+    code = ("import sys; sys.modules['diffusers'] = None\nimport spanlift_nb\n"
+            "print(spanlift_nb.SpanLift.__name__, spanlift_nb.load_backbone.__name__)\n"
+            "try: spanlift_nb.SpanLiftScheduler\nexcept ImportError as e: print('scheduler:', e)")
+    out = run(code)
+    assert out.startswith('SpanLift load_backbone') and 'pip install "spanlift-nb[diffusers]"' in out, out
