@@ -16,8 +16,8 @@ from spanlift_nb.zoo import load_backbone
 from spanlift_nb.teacher import HELD_OUT_SEED
 from spanlift_nb.diagnose import stationary_gaussian, setting_pairs, measure_gain, summarise_rows
 
-REAL = dict(n_train=512, n_val=128, n_test=256, steps_scalar=50, steps_extra=75, batch=32, n_probe=128)
-GAUSS = dict(REAL, n_train=1024, n_val=256)
+REAL = dict(n_train=384, n_val=96, n_test=192, steps_scalar=40, steps_extra=40, batch=32, n_probe=64)
+GAUSS = dict(REAL, n_train=512, n_val=128, n_test=256)
 
 def gaussians():
     dig = load_digits('train').double()
@@ -34,32 +34,32 @@ def mixture():
 
 def settings():
     "(group, name, backbone factory, nfe, guidance, sizes, held_out): held-out settings are left out of the law"
-    out = []
-    for name, make in gaussians().items():
-        for nfe in ((3,) if name == 'gauss-isotropic' else (3, 5)): out.append(('gauss', name, make, nfe, None, GAUSS, False))
+    g, out = gaussians(), []
+    for name, nfe in (('gauss-isotropic', 3), ('gauss-per-pixel', 3), ('gauss-stationary', 3)): out.append(('gauss', name, g[name], nfe, None, GAUSS, False))
     out.append(('gauss', 'gauss-mixture', mixture, 3, None, GAUSS, True))
-    for name, nfe in (('digits-flow', 3), ('digits-flow', 5), ('digits-edm', 3)):
+    for name, nfe in (('gauss-per-pixel', 5), ('gauss-stationary', 5)): out.append(('gauss', name, g[name], nfe, None, GAUSS, False))
+    for name, nfe in (('digits-flow', 3), ('digits-edm', 3), ('digits-flow', 5)):
         out.append(('digits', name, lambda name=name: load_backbone(name), nfe, None, REAL, False))
-    out.append(('digits-heldout', 'digits-edm', lambda: load_backbone('digits-edm'), 5, None, REAL, True))
+    out.append(('digits', 'digits-edm', lambda: load_backbone('digits-edm'), 5, None, REAL, True))
     out.append(('fashion', 'fashion-flow', lambda: load_backbone('fashion-flow'), 3, None, REAL, False))
     for w in (1.0, 3.0): out.append(('fashion', 'fashion-cond-flow', lambda: load_backbone('fashion-cond-flow'), 3, w, REAL, False))
     return out
 
 def run(group, seeds, out, only=None):
+    "Every setting at the first seed, then every setting at the next: an interrupted run still covers the settings"
     rows = json.loads(Path(out).read_text())['rows'] if Path(out).exists() else []
-    done = {(r['setting'], r['nfe'], r['guidance'], r['seed']) for r in rows}
-    for g, name, make, nfe, w, sz, held in settings():
-        if (group and g not in group) or (only and name not in only): continue
-        bb, pairs = make(), {}
-        for seed in seeds:
+    done, cache = {(r['setting'], r['nfe'], r['guidance'], r['seed']) for r in rows}, {}
+    todo = [s for s in settings() if not (group and s[0] not in group) and not (only and s[1] not in only)]
+    for seed in seeds:
+        for g, name, make, nfe, w, sz, held in todo:
             if (name, nfe, w, seed) in done: continue
-            if not pairs:
-                t0 = time.time()
+            if (name, w) not in cache:
+                t0, bb = time.time(), make()
                 tv = setting_pairs(bb, sz['n_train'] + sz['n_val'], seed=0, guidance=w)
-                pairs = dict(zip(('train', 'val'), tv.split(sz['n_val'])), test=setting_pairs(bb, sz['n_test'], seed=HELD_OUT_SEED, guidance=w),
-                             seconds=time.time() - t0)
-                print(f'{name} w={w}: pairs in {pairs["seconds"]:.0f} s', flush=True)
-            r = measure_gain(bb, pairs['train'], pairs['val'], pairs['test'], nfe=nfe, seed=seed, steps_scalar=sz['steps_scalar'],
+                cache[name, w] = (bb, *tv.split(sz['n_val']), setting_pairs(bb, sz['n_test'], seed=HELD_OUT_SEED, guidance=w))
+                print(f'{name} w={w}: pairs in {time.time() - t0:.0f} s', flush=True)
+            bb, train, val, test = cache[name, w]
+            r = measure_gain(bb, train, val, test, nfe=nfe, seed=seed, steps_scalar=sz['steps_scalar'],
                              steps_extra=sz['steps_extra'], batch=sz['batch'], n_probe=sz['n_probe'], device='cpu')
             rows.append(dict(setting=name, group=g, guidance=w, held_out=held, **r))
             print(f"{name} NFE {nfe} w={w} seed {seed}: rho_needed {r['rho_needed']:.3f} gain {r['gain']:+.3f} in-span {r['gain_in_span']:+.3f} "
