@@ -17,7 +17,7 @@ from spanlift_nb.teacher import HELD_OUT_SEED
 from spanlift_nb.diagnose import stationary_gaussian, setting_pairs, measure_gain, summarise_rows
 
 REAL = dict(n_train=384, n_val=96, n_test=192, steps_scalar=40, steps_extra=40, batch=32, n_probe=64)
-GAUSS = dict(REAL, n_train=512, n_val=128, n_test=256)
+GAUSS = dict(REAL, n_train=512, n_val=128, n_test=256, steps_scalar=60, steps_extra=150)
 
 def gaussians():
     dig = load_digits('train').double()

@@ -64,3 +64,14 @@ def test_stationary_gaussian_is_exact():
 def test_fit_law_and_summary():
     assert LAW_T['b'] == pytest.approx(0.5) and LAW_T['r2'] == pytest.approx(1.0)
     with pytest.raises(ValueError, match='at least 3 settings'): dg.fit_law([0.1, 0.2], [0.0, 0.1])
+
+def test_summary_keeps_degenerate_and_held_out_settings_out_of_the_law():
+    def rec(setting, rho, gain, seed, held=False):
+        return dict(setting=setting, nfe=3, guidance=None, held_out=held, base='euler', seed=seed, rmse=dict(control=1.0, spanlift=1 - gain),
+                    rho_needed=rho, gain=gain, gain_in_span=0.0, gain_vs_scalar=gain, correction_share=0.5, cosine=0.1)
+    rows = [rec(s, r, g, i) for i in range(2) for s, r, g in (('a', 0.1, 0.05), ('b', 0.2, 0.1), ('c', 0.3, 0.15))]
+    rows += [rec('iso', 0.0, -20.0, 0), rec('new', 0.5, 0.9, 0, held=True)]
+    sm = dg.summarise_rows(rows)
+    by = {s['setting']: s for s in sm['settings']}
+    assert by['a']['seeds'] == 2 and not by['iso']['in_law'] and not by['new']['in_law'] and by['a']['in_law']
+    assert sm['law']['n'] == 3 and sm['law']['b'] == pytest.approx(0.5)
