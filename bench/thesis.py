@@ -68,7 +68,8 @@ def run(group, seeds, out, only=None):
 
 def summarise(parts, out='bench/THESIS.json'):
     rows = [r for p in parts for r in json.loads(Path(p).read_text())['rows']]
-    cmd = 'python bench/thesis.py --group ' + ' '.join(sorted({r['group'] for r in rows}))
+    cmd = ('python bench/thesis.py --group ' + ' '.join(sorted({r['group'] for r in rows})) + ' --seeds '
+           + ' '.join(str(s) for s in sorted({r['seed'] for r in rows})))
     res = dict(summarise_rows(rows), command=cmd, sizes=dict(gauss=GAUSS, real=REAL),
                machine=f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU")
     Path(out).write_text(json.dumps(res, indent=1))
