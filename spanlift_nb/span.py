@@ -11,11 +11,12 @@ import torch
 from torch import Tensor
 from .core import as_backbone, check_grid
 from .solvers import SpanTable, get_solver, make_grid, run_table
-from .teacher import teacher_solve, needs_stop, DEFAULT_TEACHER
+from .teacher import teacher_solve, needs_stop, DEFAULT_TEACHER, teacher_rmse
 
 # %% auto #0
-__all__ = ['project_onto_span', 'row_refs', 'teacher_transport', 'SpanReport', 'span_decomposition', 'endpoint_projection',
-           'projection_table']
+__all__ = ['project_onto_span', 'energy_ratio', 'out_of_span_share', 'spatial_autocorrelation', 'autocorrelation_null',
+           'row_refs', 'teacher_transport', 'SpanReport', 'span_decomposition', 'teacher_states', 'Headroom',
+           'headroom', 'endpoint_projection', 'projection_table']
 
 # %% ../nbs/04_span.ipynb #efc18d90
 def _columns(target: Tensor, basis) -> Tensor:
@@ -49,6 +50,40 @@ def project_onto_span(target: Tensor, # (N, *sample): one target per sample
     coefs = torch.where(norms[:, 0] > 0, c.squeeze(-1) / norms[:, 0].clamp_min(1e-300), 0.0)
     dt = target.dtype
     return inside.view_as(target).to(dt), (y.squeeze(-1) - inside).view_as(target).to(dt), coefs.to(dt)
+
+# %% ../nbs/04_span.ipynb #7f7e0824
+def energy_ratio(part: Tensor, # (N, *sample)
+                 whole: Tensor, # (N, *sample)
+                ) -> Tensor:
+    "(N,): ||part||^2 / ||whole||^2 per sample (0 where `whole` is 0)"
+    sq = lambda x: x.flatten(1).double().pow(2).sum(1)
+    return sq(part) / sq(whole).clamp_min(1e-300)
+
+def out_of_span_share(y: Tensor, # (N, *sample): one vector per sample
+                      basis, # K tensors shaped like `y`, or one tensor (N, K, *sample)
+                      rtol: float | None = None, # see `project_onto_span`
+                     ) -> Tensor:
+    "(N,): the out-of-span share of `y`, in energy: ||P_perp y||^2 / ||y||^2 per sample, P_perp projecting onto the orthogonal complement of span{basis}"
+    return energy_ratio(project_onto_span(y, basis, rtol)[1], y)
+
+# %% ../nbs/04_span.ipynb #6fcbfab5
+def spatial_autocorrelation(x: Tensor, # (N, C, H, W) images
+                           ) -> Tensor:
+    "(N,): the lag-1 autocorrelation of each image, over horizontal and vertical neighbours (about 0 for white noise)"
+    if x.ndim != 4: raise ValueError(f"spatial_autocorrelation needs images (N, C, H, W), got shape {tuple(x.shape)}")
+    x = x.double() - x.double().mean((1, 2, 3), keepdim=True)
+    pairs = [(x[..., :, :-1], x[..., :, 1:]), (x[..., :-1, :], x[..., 1:, :])]
+    num = sum((a * b).sum((1, 2, 3)) for a, b in pairs)
+    den = sum(((a * a).sum((1, 2, 3)) * (b * b).sum((1, 2, 3))).sqrt() for a, b in pairs)
+    return num / den.clamp_min(1e-300)
+
+def autocorrelation_null(basis, # the buffer: K tensors (N, C, H, W)
+                         reps: int = 8, seed: int = 0, rtol: float | None = None) -> Tensor:
+    "(N,): the mean spatial autocorrelation of white noise after the same out-of-span projection (the reference for `spatial_autocorrelation`)"
+    basis = list(basis); g = torch.Generator().manual_seed(seed)
+    vals = [spatial_autocorrelation(project_onto_span(torch.randn(basis[0].shape, generator=g, dtype=torch.float64).to(basis[0]), basis, rtol)[1])
+            for _ in range(reps)]
+    return torch.stack(vals).mean(0)
 
 # %% ../nbs/04_span.ipynb #b8d32e2f
 def row_refs(table: SpanTable, # a solver in span form
@@ -93,7 +128,8 @@ class SpanReport:
     grid: Tensor
     table: SpanTable
     refs: list          # r(k) for k = 1..n
-    frac: Tensor        # (N, n): ||out of span|| / ||increment|| per sample and row
+    share: Tensor       # (N, n): the out-of-span share ||out of span||^2 / ||increment||^2 per sample and row
+    frac: Tensor        # (N, n): the norm ratio ||out of span|| / ||increment|| (= sqrt(share))
     base_err: Tensor    # (N, n): ||X_k - T_k|| of the state the run made (>= ||out of span||)
     increment: list     # n tensors (N, *sample): Delta_k = T_k - X_r(k)
     in_span: list       # n tensors: P_k Delta_k
@@ -102,19 +138,13 @@ class SpanReport:
     V: list             # and velocities V_0..V_{n-1}
     endpoint: Tensor    # where the run ended
     @property
-    def mean(self) -> Tensor: return self.frac.mean(0)
+    def mean(self) -> Tensor: return self.share.mean(0)    # the out-of-span share by row, mean over samples
     @property
-    def std(self) -> Tensor: return self.frac.std(0) if len(self.frac) > 1 else torch.zeros_like(self.mean)
-    def __repr__(self): return f"SpanReport({self.solver}, nfe={self.nfe}, out-of-span fraction by row={[round(float(f), 4) for f in self.mean]})"
+    def std(self) -> Tensor: return self.share.std(0) if len(self.share) > 1 else torch.zeros_like(self.mean)
+    def __repr__(self): return f"SpanReport({self.solver}, nfe={self.nfe}, out-of-span share by row={[round(float(f), 4) for f in self.mean]})"
 
 def _norm(x: Tensor) -> Tensor: return x.flatten(1).double().norm(dim=1)
 
-def _trajectory(transport, noise: Tensor, times: list) -> dict:
-    "The teacher's states at `times` on its path from `noise`, chained from one time to the next"
-    ts = sorted(set(times), reverse=True)
-    out, x = {ts[0]: noise}, noise
-    for a, b in zip(ts[:-1], ts[1:]): x = out[b] = transport(x, a, b)
-    return out
 
 # %% ../nbs/04_span.ipynb #3e64d39e
 def span_decomposition(model, # a backbone
@@ -134,7 +164,7 @@ def span_decomposition(model, # a backbone
     if table.nfe != nfe: raise ValueError(f"{s.name} on a grid of {len(grid) - 1} steps spends {table.nfe} NFE, not {nfe}")
     refs, transport = row_refs(table, grid), transport or teacher_transport(bb)
     times = [float(t) for t in table.times] + [float(grid[-1])]
-    rec = dict(frac=[], base_err=[], increment=[], in_span=[], out_of_span=[])
+    rec = dict(share=[], base_err=[], increment=[], in_span=[], out_of_span=[])
     def hook(k, X, V, tab):
         r = refs[k - 1]
         base = sum(tab.A[k, m].to(noise.dtype) * X[m] + tab.B[k, m].to(noise.dtype) * V[m] for m in range(k))
@@ -142,14 +172,71 @@ def span_decomposition(model, # a backbone
         ins, out, _ = project_onto_span(T, X + V, rtol)
         inc = T - X[r]
         rec['increment'].append(inc); rec['in_span'].append(ins - X[r]); rec['out_of_span'].append(out)
-        rec['frac'].append(_norm(out) / _norm(inc).clamp_min(1e-30)); rec['base_err'].append(_norm(base - T))
+        rec['share'].append(energy_ratio(out, inc)); rec['base_err'].append(_norm(base - T))
         if k == tab.nfe: rec.update(X=list(X), V=list(V))
         return ins - base if project else 0
     with torch.no_grad():
-        traj = _trajectory(transport, noise, times) if target == 'trajectory' else {}
+        traj = teacher_states(transport, noise, times) if target == 'trajectory' else {}
         end = run_table(bb, noise, table, correction=hook)
-    return SpanReport(s.name, nfe, grid, table, refs, torch.stack(rec['frac'], 1), torch.stack(rec['base_err'], 1),
+    return SpanReport(s.name, nfe, grid, table, refs, torch.stack(rec['share'], 1), torch.stack(rec['share'], 1).sqrt(), torch.stack(rec['base_err'], 1),
                       rec['increment'], rec['in_span'], rec['out_of_span'], rec['X'], rec['V'], end)
+
+# %% ../nbs/04_span.ipynb #8fe5dcc0
+def teacher_states(transport, # the teacher map (x, t_from, t_to) -> x', e.g. `teacher_transport(model)`
+                   noise: Tensor, # the starting noise, at the largest of `times`
+                   times) -> dict:
+    "The teacher's states at `times` on its path from `noise`, chained from one time to the next: {t: state}"
+    ts = sorted(set(float(t) for t in times), reverse=True)
+    out, x = {ts[0]: noise}, noise
+    for a, b in zip(ts[:-1], ts[1:]): x = out[b] = transport(x, a, b)
+    return out
+
+def _cosine(a: Tensor, b: Tensor) -> Tensor:
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-300)
+
+@dataclass
+class Headroom:
+    "A span-form run against the teacher's own path from the same noise, row by row k = 1..n"
+    share: Tensor          # (N, n): out-of-span share of the needed residual r_k = T_k - (the scalar step)
+    residual: Tensor       # (N, n): RMS of r_k per sample
+    correction_share: Tensor | None   # (N, n): out-of-span share of the correction (None without one)
+    cosine: Tensor | None  # (N, n): cosine between the out-of-span parts of the correction and of r_k
+    endpoint: Tensor       # where the run ended
+    @property
+    def rho(self) -> float: return float(self.share.mean())      # rho_needed: averaged over rows and samples
+    @property
+    def by_row(self) -> Tensor: return self.share.mean(0)
+    def __repr__(self): return f"Headroom(rho_needed={self.rho:.4f}, by row={[round(float(f), 4) for f in self.by_row]})"
+
+# %% ../nbs/04_span.ipynb #b6cbb92c
+def headroom(model, # a backbone (or the conditioned or guided view the table runs on)
+             noise: Tensor, # the starting noise (N, *sample)
+             table: SpanTable, # the solver's span form, e.g. a fitted `ScalarSolver`'s `table()`
+             t_end: float, # the time of the endpoint (the grid's last time)
+             correction=None, # `correction(k, X, V, table)` added to each new state (e.g. SpanLift's operator), or None
+             transport=None, # the teacher map; default `teacher_transport(model)`
+             states: dict | None = None, # the teacher's states at the table's times, if already made (`teacher_states`)
+             rtol: float | None = None) -> Headroom:
+    "Run `table` from `noise` and split, at every row, the needed residual (teacher state at that time minus the scalar step) by the buffer's span"
+    bb = as_backbone(model)
+    times = [float(t) for t in table.times] + [float(t_end)]
+    rec = dict(share=[], residual=[], cshare=[], cos=[])
+    def hook(k, X, V, tab):
+        base = sum(tab.A[k, m].to(noise.dtype) * X[m] + tab.B[k, m].to(noise.dtype) * V[m] for m in range(k))
+        r = states[times[k]].to(base) - base
+        r_out = project_onto_span(r, X + V, rtol)[1]
+        rec['share'].append(energy_ratio(r_out, r)); rec['residual'].append(r.flatten(1).double().pow(2).mean(1).sqrt())
+        if correction is None: return 0
+        c = correction(k, X, V, tab)
+        c_out = project_onto_span(c, X + V, rtol)[1]
+        rec['cshare'].append(energy_ratio(c_out, c)); rec['cos'].append(_cosine(c_out, r_out))
+        return c
+    with torch.no_grad():
+        states = states or teacher_states(transport or teacher_transport(bb), noise, times)
+        end = run_table(bb, noise, table, correction=hook)
+    st = lambda key: torch.stack(rec[key], 1) if rec[key] else None
+    return Headroom(st('share'), st('residual'), st('cshare'), st('cos'), end)
 
 # %% ../nbs/04_span.ipynb #53b4a2b9
 def endpoint_projection(report: SpanReport, # a base run from `span_decomposition`
@@ -158,13 +245,12 @@ def endpoint_projection(report: SpanReport, # a base run from `span_decompositio
     "The best per-sample scalar combination of the run's final buffer: `target` projected onto span{X_0..X_{n-1}, V_0..V_{n-1}}"
     return project_onto_span(target, report.X + report.V, rtol)[0]
 
-def _rmse(a: Tensor, b: Tensor) -> float: return float((a.double() - b.double()).pow(2).mean().sqrt())
 
 def projection_table(model, # a backbone
                  noise: Tensor, target: Tensor, # noise and the teacher's endpoints from it (e.g. a `teacher_pairs`)
                  runs, # (solver, nfe) pairs
                  schedule: str | None = None, transport=None, rtol: float | None = None) -> list:
-    "Per base run: endpoint RMSE to the teacher of the base solver, its greedy per-sample projection (tracking the teacher) and its endpoint projection, with its out-of-span fractions"
+    "Per base run: endpoint RMSE to the teacher of the base solver, its greedy per-sample projection (tracking the teacher) and its endpoint projection, with its out-of-span shares"
     rows, greedy_by_times = [], {}
     for solver, nfe in runs:
         base = span_decomposition(model, noise, solver, nfe, schedule, transport=transport, rtol=rtol)
@@ -173,7 +259,7 @@ def projection_table(model, # a backbone
             greedy_by_times[key] = span_decomposition(model, noise, solver, nfe, schedule, transport=transport,
                                                       target='trajectory', project=True, rtol=rtol)
         greedy = greedy_by_times[key]
-        rows.append(dict(solver=base.solver, nfe=nfe, base=_rmse(base.endpoint, target), greedy=_rmse(greedy.endpoint, target),
-                         endpoint=_rmse(endpoint_projection(base, target, rtol), target),
-                         frac_mean=float(base.mean.mean()), frac_max=float(base.mean.max())))
+        rows.append(dict(solver=base.solver, nfe=nfe, base=teacher_rmse(base.endpoint, target), greedy=teacher_rmse(greedy.endpoint, target),
+                         endpoint=teacher_rmse(endpoint_projection(base, target, rtol), target),
+                         share_mean=float(base.mean.mean()), share_max=float(base.mean.max())))
     return rows

@@ -15,7 +15,7 @@ from .core import Backbone, sample_shape, get_device, count_nfe
 from .zoo import load_backbone, shipped, info
 from .solvers import SOLVERS, get_solver, sample
 from .teacher import teacher_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED
-from .span import span_decomposition, SpanReport
+from .span import span_decomposition, SpanReport, energy_ratio, spatial_autocorrelation, autocorrelation_null
 from .teacher import teacher_rmse, psnr
 
 # %% auto #0
@@ -161,31 +161,32 @@ def _span_report(bb: Backbone, solver: str, nfe: int, n: int, seed: int) -> Span
     pairs = explorer_teacher(bb, n, seed)
     return span_decomposition(bb, pairs.noise.to(_device(bb)), solver, nfe)
 
-def _nrm(x: Tensor) -> float: return float(x.double().norm())
 
 def span_view(backbone, # a shipped name, any `load_backbone` spec, or a `Backbone`
               solver: str = 'dpmpp_2m', nfe: int = 4, # the base run
               row: int = 1, # the row k = 1..nfe (row nfe makes the endpoint)
               index: int = 0, # which sample
               n: int = 4, seed: int = 0) -> dict: # samples in the run and their noise seed
-    "Row `row` of a base run, for sample `index`: state, teacher target, increment, its in-span and out-of-span parts, and the fractions"
+    "Row `row` of a base run, for sample `index`: state, teacher target, increment, its in-span and out-of-span parts, their shares, and the out-of-span part's spatial autocorrelation"
     bb = get_backbone(backbone)
     try: get_solver(solver).steps_for_nfe(int(nfe))
     except ValueError as e: return dict(solver=solver, nfe=int(nfe), row=int(row), error=str(e))
     rep = _span_report(bb, solver, int(nfe), int(n), int(seed))
-    k, i = min(max(int(row), 1), rep.nfe), min(max(int(index), 0), len(rep.frac) - 1)
+    k, i = min(max(int(row), 1), rep.nfe), min(max(int(index), 0), len(rep.share) - 1)
     times = [float(t) for t in rep.table.times] + [float(rep.grid[-1])]
     r = rep.refs[k - 1]
     inc, ins, out = (t[k - 1][i].cpu() for t in (rep.increment, rep.in_span, rep.out_of_span))
     state = rep.X[r][i].cpu()
     return dict(solver=rep.solver, nfe=rep.nfe, row=k, index=i, ref=r, t_from=times[r], t_to=times[k], state=state,
                 target=state + inc, increment=inc, in_span=ins, out_of_span=out,
-                frac=float(rep.frac[i, k - 1]), frac_mean=float(rep.mean[k - 1]), in_frac=_nrm(ins) / max(_nrm(inc), 1e-30),
-                frac_by_row=rep.frac[i].tolist(), frac_mean_by_row=rep.mean.tolist(), error=None)
+                share=float(rep.share[i, k - 1]), share_mean=float(rep.mean[k - 1]), in_share=float(energy_ratio(ins[None], inc[None])),
+                share_by_row=rep.share[i].tolist(), share_mean_by_row=rep.mean.tolist(),
+                autocorr=float(spatial_autocorrelation(out[None])) if out.ndim == 3 else None,
+                autocorr_null=float(autocorrelation_null([b[i:i + 1].cpu() for b in rep.X[:k] + rep.V[:k]])) if out.ndim == 3 else None, error=None)
 
 # %% ../nbs/10_widgets.ipynb #63319474
 def span_figure(view: dict):
-    "One row of a base run split into its in-span and out-of-span parts, beside the out-of-span fraction of every row"
+    "One row of a base run split into its in-span and out-of-span parts, beside the out-of-span share of every row"
     import matplotlib.pyplot as plt
     from spanlift_nb.data import show_images
     fig, axs = plt.subplots(1, 7, figsize=(14, 2.5), gridspec_kw=dict(width_ratios=[1] * 6 + [1.8]))
@@ -193,15 +194,16 @@ def span_figure(view: dict):
     show_images(view['target'][None], 1, ax=axs[1]); axs[1].set_title(f"teacher T_{view['row']} (t={view['t_to']:.3g})", fontsize=8)
     m = float(view['increment'].abs().max()) or 1.0
     _signed(axs[2], view['increment'], m, 'increment Δ')
-    _signed(axs[3], view['in_span'], m, f"in span ({view['in_frac']:.1%})")
-    _signed(axs[4], view['out_of_span'], m, f"out of span ({view['frac']:.1%})")
+    _signed(axs[3], view['in_span'], m, f"in span (share {view['in_share']:.1%})")
+    _signed(axs[4], view['out_of_span'], m, f"out of span (share {view['share']:.1%})")
     amp = m / max(float(view['out_of_span'].abs().max()), 1e-30)
-    _signed(axs[5], view['out_of_span'] * amp, m, f'out of span ×{amp:.0f}')
+    ac = '' if view.get('autocorr') is None else f"\nautocorr {view['autocorr']:.2f} (noise {view['autocorr_null']:.2f})"
+    _signed(axs[5], view['out_of_span'] * amp, m, f'out of span ×{amp:.0f}{ac}')
     ks = range(1, view['nfe'] + 1)
-    axs[6].plot(ks, view['frac_mean_by_row'], 'o-', label='mean over samples')
-    axs[6].plot(ks, view['frac_by_row'], 's--', ms=4, label=f"sample {view['index']}")
+    axs[6].plot(ks, view['share_mean_by_row'], 'o-', label='mean over samples')
+    axs[6].plot(ks, view['share_by_row'], 's--', ms=4, label=f"sample {view['index']}")
     axs[6].axvline(view['row'], color='k', alpha=.3)
-    axs[6].set_xlabel('row k'); axs[6].set_ylabel('ρ_k'); axs[6].set_ylim(bottom=0); axs[6].legend(fontsize=7)
+    axs[6].set_xlabel('row k'); axs[6].set_ylabel('out-of-span share ρ_k'); axs[6].set_ylim(bottom=0); axs[6].legend(fontsize=7)
     axs[6].set_xticks(list(ks))
     fig.suptitle(f"{view['solver']}, NFE {view['nfe']}, row {view['row']}: the teacher's step, split by the span of the buffer", fontsize=10)
     fig.tight_layout()
@@ -209,7 +211,8 @@ def span_figure(view: dict):
 
 def _span_summary(v):
     return (f"<b>{v['solver']}</b>, NFE {v['nfe']}, row {v['row']} (t {v['t_from']:.3g} → {v['t_to']:.3g}), sample {v['index']}: "
-            f"out of span <b>{v['frac']:.2%}</b> of the step (mean over samples {v['frac_mean']:.2%}), in span {v['in_frac']:.2%}")
+            f"out-of-span share <b>{v['share']:.2%}</b> of the step's energy (mean over samples {v['share_mean']:.2%}), in span {v['in_share']:.2%}"
+            + ('' if v.get('autocorr') is None else f"; its spatial autocorrelation {v['autocorr']:.2f}, white noise's {v['autocorr_null']:.2f}"))
 
 def span_explorer(backbones=None, # specs, or {label: spec or Backbone}; default: the shipped pixel-space backbones
                   solver: str = 'dpmpp_2m', nfe: int = 4, # the starting base run

@@ -15,7 +15,7 @@ LAYERS = [
     {'span'},
     {'scalar', 'spanlift'},
     {'train'},
-    {'evaluate', 'metrics', 'latent', 'nowcast'},
+    {'evaluate', 'diagnose', 'metrics', 'latent', 'nowcast'},
     {'cli', 'widgets', 'scheduler'},
 ]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
