@@ -11,7 +11,7 @@ import make_readme as mr                                    # noqa: E402
 # Notebooks whose prose may quote only what their own outputs print
 PROSE_FROM_OUTPUTS = ['index.ipynb', '00_core.ipynb', '05_scalar.ipynb', 'tutorials/sampling_in_20_lines.ipynb',
                       'tutorials/span_bottleneck_gaussian.ipynb', 'tutorials/bring_your_own_backbone.ipynb',
-                      'tutorials/guided_sampling.ipynb', 'tutorials/nowcasting.ipynb']
+                      'tutorials/guided_sampling.ipynb', 'tutorials/nowcasting.ipynb', 'tutorials/latent_flow_matching.ipynb']
 
 @pytest.fixture
 def copy(tmp_path):
