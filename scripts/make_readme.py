@@ -59,13 +59,20 @@ def results_table(results: dict) -> str:
             '|---|---|---|---|---|---|---|')
     out = [head]
     for k, s in summaries(results).items():
-        cell = lambda r: f"{f3(r['teacher_rmse'])} / {f2(r['fid_clf'])}" if r else '–'
+        cell = lambda r: (f"{f3(r['teacher_rmse'])} / {f2(r['fid_clf'])}" if 'fid_clf' in r else f3(r['teacher_rmse'])) if r else '–'
         out.append(f"| {label(k)} | {base_name(s['base'])}: {cell(s['base'])} | {cell(s['scalar'])} | {cell(s['spanlift'])} | "
-                   f"{f2(s['spanlift']['teacher_rmse'] / s['scalar']['teacher_rmse'])} | {cell(s['range'])} | {f2(s['base']['fid_clf_floor'])} |")
+                   f"{f2(s['spanlift']['teacher_rmse'] / s['scalar']['teacher_rmse']) if s['spanlift'] and s['scalar'] else '–'} | "
+                   f"{cell(s['range'])} | {f2(s['base']['fid_clf_floor']) if 'fid_clf_floor' in s['base'] else '–'} |")
     return '\n'.join(out)
 
-def headline(results: dict, key: str = 'digits-flow@3') -> str:
+def headline_key(results: dict) -> str:
+    "The run the headline is about: digits-flow at NFE 3 when the benchmark has it, else its first unguided run"
+    keys = list(summaries(results))
+    return 'digits-flow@3' if 'digits-flow@3' in keys else next((k for k in keys if '@w' not in k), keys[0])
+
+def headline(results: dict, key: str | None = None) -> str:
     "Bullets on the headline run, the matched-cost comparison, transfer and the operator's cost, all read from `results`"
+    key = key or headline_key(results)
     s = summary(results['results'][key]); c = s['config']; b, sc, sl = s['base'], s['scalar'], s['spanlift']
     ratio = lambda a, r: f2(a['teacher_rmse'] / r['teacher_rmse'])
     out = [f"- On **{c['backbone']}** at **{c['nfe']} NFE** ({c['n_train']} training pairs, {c['n_test']} held-out test pairs): "
@@ -89,11 +96,12 @@ def headline(results: dict, key: str = 'digits-flow@3') -> str:
                    + (f" and SpanLift trained over it {f3(own['teacher_rmse'])}." if own else '.'))
     return '\n'.join(out)
 
-def matched_cost(results: dict, key: str = 'digits-flow@3') -> list:
+def matched_cost(results: dict, key: str) -> list:
     "SpanLift at NFE n against the learned scalars and the best base at n + 1, when the benchmark has both runs"
     name, n = key.split('@')[0], int(key.split('@')[1])
     nxt = results['results'].get(f'{name}@{n + 1}')
     if nxt is None or '@w' in key: return []
+    if not (summary(nxt)['scalar'] and summary(results['results'][key])['spanlift']): return []
     a, b = summary(results['results'][key]), summary(nxt)
     wall = (a['config'].get('operator_cost') or {}).get('wall_ratio')
     return [dict(nfe=n, spanlift=a['spanlift']['teacher_rmse'], scalar=b['scalar']['teacher_rmse'], base=b['base']['teacher_rmse'],
@@ -162,6 +170,7 @@ def plot_quality(results: dict, backbone: str = 'digits-flow'):
     "Held-out teacher RMSE against NFE: every base solver, the learned scalars and SpanLift, from `results`"
     import matplotlib.pyplot as plt
     runs = {int(k.split('@')[1]): r for k, r in results['results'].items() if k.split('@')[0] == backbone and '@w' not in k}
+    if not runs: return None
     fig, ax = plt.subplots(figsize=(5.6, 3.6))
     nfes = sorted(runs)
     for name in sorted({r['base'] for n in nfes for r in _plain(runs[n]['rows'], 'base')}):
@@ -169,7 +178,8 @@ def plot_quality(results: dict, backbone: str = 'digits-flow'):
                if any(r['base'] == name for r in _plain(runs[n]['rows'], 'base'))]
         ax.plot(*zip(*pts), 'o-', color='0.65', lw=1, ms=4); ax.annotate(NAMES.get(name, name), pts[-1], fontsize=7, xytext=(4, 0), textcoords='offset points')
     for m, style in (('scalar', dict(marker='D', color='tab:blue', label='learned scalars')), ('spanlift', dict(marker='*', ms=12, color='tab:orange', label='SpanLift'))):
-        pts = [(n, summary(runs[n])[m]['teacher_rmse']) for n in nfes]
+        pts = [(n, summary(runs[n])[m]['teacher_rmse']) for n in nfes if summary(runs[n])[m]]
+        if not pts: continue
         ax.plot(*zip(*pts), '-', **style)
         for x, y in pts: ax.annotate(f3(y), (x, y), fontsize=7, xytext=(5, -8), textcoords='offset points')
     ax.set(xlabel='NFE (measured)', ylabel='held-out teacher RMSE', xticks=nfes, title=f'{backbone}: bench/RESULTS.json')
