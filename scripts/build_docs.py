@@ -117,9 +117,11 @@ async def aexecute_notebook(path, timeout: int | None = None, env: dict | None =
     raise NotebookFailed(f'{_rel(path)} failed in the kernel:\n{why}')
 
 def is_progress(out) -> bool:
-    "True for a progress bar's output (fastprogress draws an HTML `<progress>` element): it says nothing once the cell is done"
-    html = ''.join(out.get('data', {}).get('text/html', ''))
-    return out.get('output_type') in ('display_data', 'update_display_data') and '<progress' in html
+    "True for a progress bar's output (fastprogress: its `<style>`, its `<progress>` element, or the empty display it leaves)"
+    data = out.get('data', {})
+    if out.get('output_type') not in ('display_data', 'update_display_data') or 'text/html' not in data: return False
+    html = ''.join(data['text/html'])
+    return not html.strip() or '<progress' in html or 'progress {' in html
 
 def drop_progress(nb):
     "Remove the progress bars from an executed notebook's outputs; returns `nb`"
