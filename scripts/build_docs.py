@@ -113,8 +113,21 @@ async def aexecute_notebook(path, timeout: int | None = None, env: dict | None =
     try: await client.async_execute(env=kernel_env(env, in_test))
     except (CellExecutionError, CellTimeoutError, DeadKernelError) as e: why = _ansi.sub('', str(e))
     except Exception as e: why = f'the kernel could not run it: {type(e).__name__}: {e}'   # e.g. it did not start
-    else: return nb
+    else: return drop_progress(nb)
     raise NotebookFailed(f'{_rel(path)} failed in the kernel:\n{why}')
+
+def is_progress(out) -> bool:
+    "True for a progress bar's output (fastprogress: its `<style>`, its `<progress>` element, or the empty display it leaves)"
+    data = out.get('data', {})
+    if out.get('output_type') not in ('display_data', 'update_display_data') or 'text/html' not in data: return False
+    html = ''.join(data['text/html'])
+    return not html.strip() or '<progress' in html or 'progress {' in html
+
+def drop_progress(nb):
+    "Remove the progress bars from an executed notebook's outputs; returns `nb`"
+    for c in nb.cells:
+        if c.cell_type == 'code': c.outputs = [o for o in c.outputs if not is_progress(o)]
+    return nb
 
 def execute_notebook(path, **kwargs):
     "Synchronous `aexecute_notebook`"

@@ -13,25 +13,11 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'get_device', 'in_test', 'test_or', 'GaussianPath', 'append_dims',
-           'ModelOutput', 'Backbone', 'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'fit_condition',
-           'with_condition', 'with_guidance', 'conditioned_view', 'parse_guidance', 'guidance_scale', 'check_scale',
-           'atomic_write', 'write_json', 'save_tensors', 'load_tensors', 'file_sha256', 'weights_hash', 'register_arch',
-           'recipe', 'sample_shape', 'check_grid', 'timestep_embedding']
-
-# %% ../nbs/00_core.ipynb #e850cee8
-def get_device(device: str | torch.device | None = None) -> torch.device:
-    "The device to use: `device` if given, else CUDA when available, else CPU"
-    if device is not None: return torch.device(device)
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
-def in_test() -> bool:
-    "True under `nbdev-test` (which sets `IN_TEST=1`): notebooks then shrink their work"
-    return bool(os.environ.get('IN_TEST'))
-
-def test_or(small, full):
-    "`small` while testing, else `full`: the one place where notebooks choose their workload"
-    return small if in_test() else full
+__all__ = ['PREDICTIONS', 'ADAPTER_KINDS', 'ARCHS', 'RECIPES', 'GaussianPath', 'append_dims', 'ModelOutput', 'Backbone',
+           'count_nfe', 'Lambda', 'vp_timestep', 'as_backbone', 'check_grid', 'timestep_embedding', 'get_device',
+           'in_test', 'test_or', 'fit_condition', 'with_condition', 'with_guidance', 'conditioned_view',
+           'parse_guidance', 'guidance_scale', 'check_scale', 'atomic_write', 'write_json', 'save_tensors',
+           'load_tensors', 'file_sha256', 'weights_hash', 'register_arch', 'recipe', 'sample_shape']
 
 # %% ../nbs/00_core.ipynb #53f48dd2
 class GaussianPath:
@@ -258,6 +244,39 @@ def as_backbone(model, # a `Backbone`, an `nn.Module` or any callable `f(x, t)`
     tm = vp_timestep(alphas_cumprod) if alphas_cumprod is not None else None
     return Backbone(net, p, 'eps' if kind == 'vp-eps' else 'v', tm, 1.0, meta)
 
+# %% ../nbs/00_core.ipynb #a226d271
+def check_grid(grid: Tensor) -> Tensor:
+    "Refuse a grid that holds NaN/Inf, has fewer than two points, or is not strictly decreasing"
+    grid = torch.as_tensor(grid, dtype=torch.float64)
+    if grid.ndim != 1 or len(grid) < 2: raise ValueError(f"A time grid needs at least 2 points in a 1-D tensor, got shape {tuple(grid.shape)}")
+    if not torch.isfinite(grid).all(): raise ValueError(f"The time grid holds NaN or Inf: {grid.tolist()}")
+    if not (grid[1:] < grid[:-1]).all(): raise ValueError(f"The time grid must be strictly decreasing (noise to data): {grid.tolist()}")
+    return grid
+
+# %% ../nbs/00_core.ipynb #ccd47e71
+def timestep_embedding(t: Tensor, # times, shape (N,)
+                       dim: int, # embedding width (even)
+                       max_period: float = 10000.0): # the lowest frequency is 1/max_period
+    "Sinusoidal features of shape (N, dim) for a vector of (scaled) times"
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    a = t.float()[:, None] * freqs[None]
+    return torch.cat([a.cos(), a.sin()], dim=1)
+
+# %% ../nbs/00_core.ipynb #e850cee8
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    "The device to use: `device` if given, else CUDA when available, else CPU"
+    if device is not None: return torch.device(device)
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+def in_test() -> bool:
+    "True under `nbdev-test` (which sets `IN_TEST=1`): notebooks then shrink their work"
+    return bool(os.environ.get('IN_TEST'))
+
+def test_or(small, full):
+    "`small` while testing, else `full`: the one place where notebooks choose their workload"
+    return small if in_test() else full
+
 # %% ../nbs/00_core.ipynb #bea0c818
 class _Conditioned(nn.Module):
     "A network with keyword conditioning bound to it"
@@ -477,22 +496,3 @@ def sample_shape(backbone) -> tuple | None:
     m = getattr(backbone, 'meta', {}) or {}
     s = m.get('data_shape') or m.get('shape')
     return tuple(s) if s else None
-
-# %% ../nbs/00_core.ipynb #a226d271
-def check_grid(grid: Tensor) -> Tensor:
-    "Refuse a grid that holds NaN/Inf, has fewer than two points, or is not strictly decreasing"
-    grid = torch.as_tensor(grid, dtype=torch.float64)
-    if grid.ndim != 1 or len(grid) < 2: raise ValueError(f"A time grid needs at least 2 points in a 1-D tensor, got shape {tuple(grid.shape)}")
-    if not torch.isfinite(grid).all(): raise ValueError(f"The time grid holds NaN or Inf: {grid.tolist()}")
-    if not (grid[1:] < grid[:-1]).all(): raise ValueError(f"The time grid must be strictly decreasing (noise to data): {grid.tolist()}")
-    return grid
-
-# %% ../nbs/00_core.ipynb #ccd47e71
-def timestep_embedding(t: Tensor, # times, shape (N,)
-                       dim: int, # embedding width (even)
-                       max_period: float = 10000.0): # the lowest frequency is 1/max_period
-    "Sinusoidal features of shape (N, dim) for a vector of (scaled) times"
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    a = t.float()[:, None] * freqs[None]
-    return torch.cat([a.cos(), a.sin()], dim=1)
