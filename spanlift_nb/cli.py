@@ -114,7 +114,7 @@ def load_labels(path: str, # a .npy file of integer class labels
     if not Path(path).is_file(): raise FileNotFoundError(f"--labels: no file at {path!r}")
     try: y = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, OSError) as e: raise ValueError(f"--labels {path!r} is not a readable .npy file ({str(e).strip() or type(e).__name__})") from None
-    if not isinstance(y, np.ndarray) or y.dtype.kind not in 'iu': raise ValueError(f"--labels {path!r} must hold an array of integers (0..K-1), got {getattr(y, 'dtype', type(y).__name__)}")
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in 'iu': raise ValueError(f"--labels {path!r} must hold integers (0..K-1), got {f'dtype {y.dtype}' if isinstance(y, np.ndarray) else type(y).__name__}")
     if num_classes is not None and num_classes < 1: raise ValueError(f"--num-classes must be positive, got {num_classes}")
     if y.size == 0: raise ValueError(f"--labels {path!r} holds no labels: it needs one per image")
     if num_classes is None and int(y.max()) >= MAX_INFERRED_CLASSES:

@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #499ac3f8
 from __future__ import annotations
-import os, json, math, signal, threading, time
+import os, json, math, numbers, signal, threading, time
 from pathlib import Path
 from dataclasses import dataclass, asdict
 import torch
@@ -52,7 +52,7 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss not in ('mse', 'huber'): raise ValueError(f"Unknown loss {self.loss!r}; valid: mse, huber")
         for k in ('steps', 'batch', 'val_every', 'ckpt_every'):
-            if not (isinstance(getattr(self, k), int) and getattr(self, k) >= 1): raise ValueError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
+            if not (isinstance(getattr(self, k), numbers.Integral) and getattr(self, k) >= 1): raise ValueError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
         for k in ('lr', 'scalar_lr'):
             v = getattr(self, k)
             if v is not None and not (math.isfinite(v) and v > 0): raise ValueError(f"{k} must be a positive number, got {v}")
