@@ -150,6 +150,7 @@ def save_checkpoint(path, solver: LearnedSolver, meta: dict, ema: dict | None = 
 def _read_sidecar(w: Path) -> dict:
     "The JSON beside a solver checkpoint, checked to be a JSON object that records the file's SHA-256"
     j = w.with_suffix('.json')
+    if not w.exists(): raise FileNotFoundError(f"No checkpoint at {w}")
     if not j.exists(): raise ValueError(f"{w} has no metadata file {j.name} beside it: a solver checkpoint is both files, as fit_solver writes them")
     try: side = json.loads(j.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{j} is not valid JSON ({e})") from None
@@ -452,7 +453,7 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
         torch.manual_seed(run.cfg.seed)
         if resume and ckpt is not None and Path(ckpt).exists(): run.resume(ckpt)
         done = run.loop(ckpt, progress)
-    if run.saved != done: run.save(ckpt, done)     # a finished checkpoint that was resumed is left as it was
+        if run.saved != done: run.save(ckpt, done) # a finished checkpoint that was resumed is left as it was
     solver.load_state_dict(run.best if run.best is not None else run.ema.avg.state_dict())
     solver.guidance = run.guidance                 # one scale, or the range (lo, hi)
     return FitResult(solver.eval(), run.hist, run.best_val, done, time.time() - t0)
