@@ -6,19 +6,20 @@ Docs: https://spanlift.github.io/spanlift-nb/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #2695d94f
 from __future__ import annotations
-import sys, os, json as _json, argparse, contextlib, traceback
+import sys, os, re, json as _json, argparse, contextlib, traceback
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 import numpy as np
 import torch
 from fastcore.script import anno_parser
-from .core import sample_shape, get_device, atomic_write, parse_guidance
+from .core import sample_shape, get_device, atomic_write, parse_guidance, weights_hash
 from .zoo import load_backbone, save
 from .teacher import HELD_OUT_SEED
 
 # %% auto #0
-__all__ = ['EXAMPLES', 'COMMANDS', 'USER_ERRORS', 'load_labels', 'class_labels_for', 'guidance_for', 'demo', 'fit_backbone',
-           'fit_solver', 'sample', 'evaluate', 'main', 'export']
+__all__ = ['EXAMPLES', 'MAX_INFERRED_CLASSES', 'COMMANDS', 'USER_ERRORS', 'load_labels', 'class_labels_for', 'guidance_for',
+           'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'cli_words', 'main', 'export']
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
@@ -29,7 +30,7 @@ EXAMPLES = {
                  "  spanlift fit-backbone --data digits --kind edm --steps 3000 --out digits-edm.safetensors --json\n"
                  "  spanlift fit-backbone --data my_images.npy --labels my_labels.npy --out cond.safetensors   # class-conditional",
  'fit-solver': "  spanlift fit-solver --backbone digits-flow --method spanlift --base euler --nfe 3 --out s.safetensors\n"
-               "  spanlift fit-solver --backbone bb.safetensors --method scalar --base heun --nfe 5 --out s.safetensors --resume\n"
+               "  spanlift fit-solver --backbone bb.safetensors --method scalar --base heun --nfe 5 --out s.safetensors --ckpt-every 50 --resume\n"
                "  spanlift fit-solver --backbone fashion-cond-flow --guidance 1:5 --nfe 3 --out s.safetensors   # one solver for every w in 1..5\n"
                "  torchrun --nproc_per_node 4 -m spanlift_nb.cli fit-solver --backbone mymodel.py:make --nfe 3 --out s.safetensors",
  'sample': "  spanlift sample --backbone digits-flow --base heun --nfe 9 --n 64 --out grid.png\n"
@@ -39,27 +40,86 @@ EXAMPLES = {
          "  spanlift eval --backbone digits-flow --solver s.safetensors --n 1000 --json",
 }
 
+
+# %% ../nbs/09_cli.ipynb #c2d85ea4
 def _need(value, flag: str):
     if value is None: raise ValueError(f"{flag} is required")
     return value
 
+def _positive(flag: str, value, allow_none: bool = False):
+    "`value` if it is a positive integer (or None, when allowed), else a one-line error naming `flag`"
+    if value is None and allow_none: return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1: raise ValueError(f"{flag} must be a positive integer, got {value}")
+    return value
+
+def _device(device: str | None) -> str | None:
+    "`device` if this machine has it (None: the default), else a one-line error"
+    if device is None: return None
+    try: dev = torch.device(device)
+    except RuntimeError: raise ValueError(f"--device {device!r} is not a device; valid: cpu, cuda, cuda:N, mps") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available(): raise ValueError(f"--device {device}: this machine has no CUDA GPU; use --device cpu")
+    if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == 'mps' and not torch.backends.mps.is_available(): raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
+    if dev.type not in ('cpu', 'cuda', 'mps'): raise ValueError(f"--device {device!r} is not supported; valid: cpu, cuda, cuda:N, mps")
+    return device
+
+def _writable(path, flag: str = '--out', folder: bool = False) -> Path:
+    "`path` if it can be written (a file, or with `folder` a folder), checked by writing a probe file beside it, else a one-line error"
+    import tempfile
+    p = Path(path)
+    if not folder and p.is_dir(): raise ValueError(f"{flag} {p} is a folder; give a file name")
+    if folder and p.exists() and not p.is_dir(): raise ValueError(f"{flag} {p} is an existing file; give a folder")
+    at = p if folder else p.parent
+    while not at.exists(): at = at.parent                 # the folders that do not exist yet are made in the first existing one
+    if not at.is_dir(): raise ValueError(f"{flag} {p}: {at} is a file, not a folder")
+    try: tempfile.TemporaryFile(dir=at).close()
+    except OSError as e: raise ValueError(f"{flag} {p} cannot be written ({e.strerror or e})") from None
+    return p
+
+# %% ../nbs/09_cli.ipynb #899c0207
+def _probe(bb, spec):
+    "One backbone call on a zero sample of its recorded shape at the start of its path; a backbone that cannot run fails here in one line"
+    from spanlift_nb.core import conditioned_view
+    shape = sample_shape(bb)
+    if shape is None: raise ValueError(f"backbone {spec!r} does not record its sample shape (metadata 'data_shape')")
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+        raise ValueError(f"backbone {spec!r} records data_shape {list(shape)}: it must be a list of positive integers")
+    p = next(iter(bb.parameters()), None)
+    x = torch.zeros(1, *shape, device=p.device if p is not None else None, dtype=p.dtype if p is not None and p.is_floating_point() else None)
+    view = conditioned_view(bb, dict(class_labels=torch.zeros(1, dtype=torch.long, device=x.device)) if bb.meta.get('num_classes') else None)
+    try:
+        with torch.no_grad(): v = view(x, bb.path.t_max).velocity
+    except (RuntimeError, IndexError, ValueError, TypeError) as e:
+        raise ValueError(f"backbone {spec!r} cannot run on a sample of its data_shape {list(shape)}: "
+                         f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}") from None
+    if tuple(v.shape) != tuple(x.shape): raise ValueError(f"backbone {spec!r} returns shape {tuple(v.shape)[1:]} for a sample of its data_shape {list(shape)}")
+
 def _backbone(spec, device, null_class=None):
+    from spanlift_nb.zoo import checkpoint_files, info
+    if isinstance(spec, str) and checkpoint_files(spec)[1].is_file() and not isinstance(info(spec), dict):
+        raise ValueError(f"{checkpoint_files(spec)[1]} is not a checkpoint's metadata: its top level must be a JSON object")
     bb = load_backbone(_need(spec, '--backbone'), device=get_device(device), **({} if null_class is None else dict(null_class=null_class)))
-    if sample_shape(bb) is None: raise ValueError(f"backbone {spec!r} does not record its sample shape (metadata 'data_shape')")
+    _probe(bb, spec)
     return bb
 
 # %% ../nbs/09_cli.ipynb #c1a55e20
+MAX_INFERRED_CLASSES = 1000    # labels up to this many classes set K by themselves; more need --num-classes
+
 def load_labels(path: str, # a .npy file of integer class labels
                 n: int, # the number of images they label
                 num_classes: int | None = None) -> torch.Tensor: # K (default: the largest label + 1)
     "Class labels from a .npy file, checked: integers, one per image, in 0..K-1"
     from spanlift_nb.backbones import check_labels
     if not Path(path).is_file(): raise FileNotFoundError(f"--labels: no file at {path!r}")
-    y = np.load(path, allow_pickle=False)
-    if y.dtype.kind not in 'iu': raise ValueError(f"--labels {path!r} must hold integers (0..K-1), got dtype {y.dtype}")
+    try: y = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, OSError) as e: raise ValueError(f"--labels {path!r} is not a readable .npy file ({str(e).strip() or type(e).__name__})") from None
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in 'iu': raise ValueError(f"--labels {path!r} must hold integers (0..K-1), got {f'dtype {y.dtype}' if isinstance(y, np.ndarray) else type(y).__name__}")
     if num_classes is not None and num_classes < 1: raise ValueError(f"--num-classes must be positive, got {num_classes}")
-    k = num_classes if num_classes is not None else int(y.max()) + 1 if y.size else 1
-    return check_labels(torch.from_numpy(y.astype(np.int64)), n, k)
+    if y.size == 0: raise ValueError(f"--labels {path!r} holds no labels: it needs one per image")
+    if num_classes is None and int(y.max()) >= MAX_INFERRED_CLASSES:
+        raise ValueError(f"--labels {path!r} has a label {int(y.max())}, which would make a {int(y.max()) + 1}-class model: pass --num-classes K to confirm so many classes")
+    return check_labels(torch.from_numpy(y.astype(np.int64)), n, num_classes if num_classes is not None else int(y.max()) + 1)
 
 def _unconditional(what: str) -> ValueError:
     return ValueError(f"{what} needs a class-conditional backbone; this one is unconditional (no num_classes in its metadata)")
@@ -89,9 +149,10 @@ def demo(dataset: str = 'digits', # 'digits' or 'fashion'
          json: bool = False): # print the results as one JSON object
     "Fit a learned-scalar solver and SpanLift on a shipped backbone and compare them with base solvers"
     from spanlift_nb.evaluate import run_demo
+    if dataset not in ('digits', 'fashion'): raise ValueError(f"Unknown --dataset {dataset!r}; valid: digits, fashion")
+    _positive('--nfe', nfe); device = _device(device); _writable(out, folder=True)
     r = run_demo(dataset, nfe, quick, device, out, log=lambda s: print(s, file=sys.stderr if json else sys.stdout))
     return dict(rows=r['rows'], config=r['config'], out=str(out))
-
 
 # %% ../nbs/09_cli.ipynb #e2c5e4b9
 def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×W), or 'digits' / 'fashion'
@@ -105,13 +166,17 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
                  out: str = None, # where to write the .safetensors (+ .json)
                  labels: str = None, # a .npy of integer class labels, one per image: a class-conditional U-Net (flow)
                  num_classes: int = None, # K, with --labels in 0..K-1 (default: the largest label + 1)
+                 value_range: Annotated[float, dict(nargs=2)] = None, # LO HI: the range of a .npy file's values, mapped onto [-1, 1]
+                 data_root: str = None, # the folder with Fashion-MNIST's IDX files, for --data fashion
                  json: bool = False): # print a JSON summary
     "Train a small backbone on your data by flow matching or as an EDM denoiser"
     from spanlift_nb.data import load_dataset
     from spanlift_nb.backbones import fit_backbone as _fit
     out = _need(out, '--out')
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
-    x = load_dataset(_need(data, '--data'))
+    _writable(out); _positive('--steps', steps); _positive('--batch', batch); _lr(lr); device = _device(device)
+    if num_classes is not None and labels is None: raise ValueError("--num-classes needs --labels, the class of each image")
+    x = load_dataset(_need(data, '--data'), **({} if value_range is None else dict(value_range=tuple(value_range))), **({} if data_root is None else dict(root=data_root)))
     y = load_labels(labels, len(x), num_classes) if labels is not None else None
     bb = _fit(x, kind, arch, steps, batch, lr, seed, device, labels=y, arch_kwargs=dict(num_classes=num_classes) if num_classes else None)
     path = save(out, bb, arch=bb.meta['arch'], arch_kwargs=bb.meta['arch_kwargs'], role='backbone', data=str(data),
@@ -119,6 +184,35 @@ def fit_backbone(data: str = None, # a .npy file of images (N×H×W or N×C×H×
     return dict(out=str(path), kind=kind, arch=arch, n_train=len(x), shape=list(x.shape[1:]), steps=steps,
                 num_classes=bb.meta.get('num_classes', 0))
 
+# %% ../nbs/09_cli.ipynb #48410244
+def _lr(lr):
+    "A learning rate given on the command line: positive and finite (None: the default)"
+    if lr is not None and not (np.isfinite(lr) and lr > 0): raise ValueError(f"--lr must be a positive number, got {lr}")
+    return lr
+
+def _solver(method: str, base: str, nfe: int, bb, shape, width: int, blocks: int, rng, seed: int):
+    "The untrained solver of `fit-solver`, its operator initialised from `seed` (the global generator is left as it was)"
+    from spanlift_nb.scalar import ScalarSolver; from spanlift_nb.spanlift import SpanLift
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return (SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks, guidance_range=rng) if method == 'spanlift'
+                else ScalarSolver(base, nfe, bb.path, guidance_range=rng))
+
+def _fit_pairs(bb, pairs: int, val: int, guidance, rng, seed: int, shape, device):
+    "(train, validation) teacher pairs of `fit-solver`: one set, or for a range a set at each of GUIDANCE_GRID scales over it"
+    from spanlift_nb.teacher import teacher_pairs, range_pairs, GUIDANCE_GRID, DEFAULT_TEACHER
+    kw = dict(seed=seed, shape=shape, device=device, **DEFAULT_TEACHER)
+    if rng is None: return teacher_pairs(bb, pairs + val, guidance=guidance, **kw).split(val)
+    n, nv = max(pairs // GUIDANCE_GRID, 1), max(val // GUIDANCE_GRID, 1)
+    return map(list, zip(*[p.split(nv) for p in range_pairs(bb, n + nv, rng, **kw)]))
+
+def _resume_check(out, solver, cfg, bb, shape, guidance, rng, pairs: int, val: int):
+    "Refuse to resume checkpoint `out` with other settings than it records, before any pair is made"
+    from spanlift_nb.train import check_resume
+    from spanlift_nb.teacher import GUIDANCE_GRID
+    per = lambda k: k if rng is None else max(k // GUIDANCE_GRID, 1) * GUIDANCE_GRID       # a range spreads the pairs over its scales
+    check_resume(out, dict(solver=solver.config(), train=asdict(cfg), backbone=weights_hash(bb), shape=list(shape),
+                           guidance=list(rng) if rng else guidance, n_train=per(pairs), n_val=per(val)))
 
 # %% ../nbs/09_cli.ipynb #92cf3a44
 def fit_solver(backbone: str = None, # backbone SPEC
@@ -126,7 +220,8 @@ def fit_solver(backbone: str = None, # backbone SPEC
                base: str = 'euler', # the base solver
                nfe: int = 3, # NFE budget
                out: str = None, # checkpoint to write (.safetensors + .json)
-               resume: bool = False, # continue from --out if it exists
+               resume: bool = False, # continue from --out if it exists (with the settings it was started with)
+               ckpt_every: int = 200, # write the checkpoint every N steps: a killed run loses at most N
                pairs: int = 4096, # teacher pairs to train on (over a guidance range: in all, spread evenly over its scales)
                val: int = 512, # held-out teacher pairs for validation and early stopping (likewise)
                steps: int = 600, # optimiser steps
@@ -134,33 +229,30 @@ def fit_solver(backbone: str = None, # backbone SPEC
                lr: float = None, # learning rate (default: the method's, train.SOLVER_LR)
                width: int = 32, # SpanLift operator width
                blocks: int = 3, # SpanLift operator blocks
-               seed: int = 0, # seed of the training pairs and batches
+               seed: int = 0, # seed of the training pairs, the solver's initialisation and the batches (not teacher.HELD_OUT_SEED)
                guidance: str = None, # classifier-free guidance (class-conditional backbones): a scale w, or a range lo:hi for one solver over it
                null_class: int = None, # the class embedding that means "no class", for guidance on a diffusers folder
                device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                json: bool = False): # print a JSON summary
     "Fit a learned-scalar solver or SpanLift to a backbone by endpoint teacher matching"
-    from spanlift_nb.teacher import teacher_pairs, range_pairs, GUIDANCE_GRID, DEFAULT_TEACHER
-    from spanlift_nb.scalar import ScalarSolver; from spanlift_nb.spanlift import SpanLift
     from spanlift_nb.train import fit_solver as _fit, TrainConfig, init_distributed, SOLVER_LR
     if method not in ('spanlift', 'scalar'): raise ValueError(f"Unknown method {method!r}; valid: spanlift, scalar")
+    for flag, v in (('--nfe', nfe), ('--pairs', pairs), ('--val', val), ('--steps', steps), ('--batch', batch), ('--width', width),
+                    ('--blocks', blocks), ('--ckpt-every', ckpt_every)): _positive(flag, v)
+    if seed == HELD_OUT_SEED: raise ValueError(f"--seed {seed} is the held-out seed every eval draws its test noise from (teacher.HELD_OUT_SEED): train with another")
+    out, lr, device = _need(out, '--out'), _lr(lr), _device(device)
+    if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
+    _writable(out)
     rank, world = init_distributed()                     # under torchrun: join first, so each rank picks its own GPU
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
-    out = _need(out, '--out')
-    if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
     bb = _backbone(backbone, device, null_class); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
     rng = guidance if isinstance(guidance, tuple) else None
-    solver = (SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks, guidance_range=rng) if method == 'spanlift'
-              else ScalarSolver(base, nfe, bb.path, guidance_range=rng))
-    kw = dict(seed=seed, shape=shape, device=device, **DEFAULT_TEACHER)
-    if rng is None: tr, va = teacher_pairs(bb, pairs + val, guidance=guidance, **kw).split(val)
-    else:                                               # a set of pairs at each of GUIDANCE_GRID scales over the range
-        n, nv = max(pairs // GUIDANCE_GRID, 1), max(val // GUIDANCE_GRID, 1)
-        tr, va = map(list, zip(*[p.split(nv) for p in range_pairs(bb, n + nv, rng, **kw)]))
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr or SOLVER_LR[method], val_every=max(steps // 10, 1), seed=seed)
+    solver = _solver(method, base, nfe, bb, shape, width, blocks, rng, seed)
+    cfg = TrainConfig(steps=steps, batch=batch, lr=SOLVER_LR[method] if lr is None else lr, val_every=max(steps // 10, 1), seed=seed, ckpt_every=ckpt_every)
+    if resume and Path(out).exists(): _resume_check(out, solver, cfg, bb, shape, guidance, rng, pairs, val)   # before any pair is made
+    tr, va = _fit_pairs(bb, pairs, val, guidance, rng, seed, shape, device)
     r = _fit(solver, bb, tr, va, cfg, device=device, ckpt=out, resume=resume)
     return dict(out=str(out), method=method, base=base, nfe=nfe, guidance=list(rng) if rng else guidance, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
-
 
 # %% ../nbs/09_cli.ipynb #a1605e9a
 def _method(bb, solver, base, nfe):
@@ -194,7 +286,7 @@ def sample(backbone: str = None, # backbone SPEC
     from spanlift_nb.data import save_image_grid
     out = Path(_need(out, '--out'))
     if out.suffix not in ('.png', '.npy'): raise ValueError(f"--out must end in .png or .npy, got {str(out)!r}")
-    if n < 1: raise ValueError(f"--n must be positive, got {n}")
+    _positive('--n', n); _positive('--nfe', nfe, allow_none=True); device = _device(device); _writable(out)
     bb = _backbone(backbone, device, null_class)
     kw, name = _method(bb, solver, base, nfe)
     y, g = class_labels_for(bb, classes, n), guidance_for(bb, guidance, kw.get('solver'))
@@ -221,6 +313,7 @@ def evaluate(backbone: str = None, # backbone SPEC
     "Score a solver against the teacher (RMSE, PSNR) and the data (classifier FID/KID), from held-out noise"
     from spanlift_nb.teacher import teacher_pairs, DEFAULT_TEACHER
     from spanlift_nb.evaluate import run_method, score, dataset_of, pairs_kw
+    _positive('--n', n); _positive('--nfe', nfe, allow_none=True); device = _device(device)
     bb = _backbone(backbone, device, null_class)
     kw, name = _method(bb, solver, base, nfe)
     g = guidance_for(bb, guidance, kw.get('solver'))
@@ -251,6 +344,11 @@ def _print_result(res, as_json: bool):
     if as_json: print(_json.dumps(res, default=lambda o: o if isinstance(o, (int, float, str)) else str(o)))
     else: print('\n'.join(f"{k}: {v}" for k, v in res.items() if k not in ('rows', 'config')))
 
+def cli_words(msg: str) -> str:
+    "An error message with the library's argument names (`value_range=(lo, hi)`, `root=`) replaced by the command line's options"
+    msg = re.sub(r"value_range=\(([^(),]+), ([^()]+)\)", r"--value-range \1 \2", msg)
+    return msg.replace('pass root= the folder', 'pass --data-root DIR, the folder')
+
 def main(argv=None) -> int:
     "The `spanlift` console script"
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -264,15 +362,13 @@ def main(argv=None) -> int:
             res = COMMANDS[name](**args)
     except USER_ERRORS as e:
         if os.environ.get('SPANLIFT_DEBUG'): traceback.print_exc()
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = cli_words(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
         print(f"spanlift {name}: error: {msg}", file=sys.stderr); return 2
     except KeyboardInterrupt as e:
         print(f"spanlift {name}: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr); return 130
     _print_result(res, args.get('json'))
     return 0
 
-if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:
-    sys.exit(main())
 
 # %% ../nbs/09_cli.ipynb #18d1aafb
 def export(solver: str = None, # a trained solver checkpoint from fit-solver
@@ -281,8 +377,9 @@ def export(solver: str = None, # a trained solver checkpoint from fit-solver
            json: bool = False): # print a JSON summary
     "Export a trained solver as a diffusers scheduler for the model folder it was trained on"
     from spanlift_nb.scheduler import SpanLiftScheduler
+    out = _writable(_need(out, '--out'), folder=True)
     sched = SpanLiftScheduler.from_solver(_need(solver, '--solver'), _need(backbone, '--backbone'))
-    sched.save_pretrained(_need(out, '--out'))
+    sched.save_pretrained(out)
     s = sched.config.solver; sched.set_timesteps(s['nfe'])
     return dict(out=str(out), method=s['method'], base=s['base'], nfe=s['nfe'], prediction_type=sched.config.prediction_type,
                 timesteps=[round(float(t), 3) for t in sched.timesteps])
@@ -290,3 +387,7 @@ def export(solver: str = None, # a trained solver checkpoint from fit-solver
 COMMANDS['export'] = export
 EXAMPLES['export'] = ("  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift\n"
                       "  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift --json")
+
+# %% ../nbs/09_cli.ipynb #baf6f607
+if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:
+    sys.exit(main())

@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/teacher.html.md"""
 
 # %% ../nbs/03a_teacher.ipynb #811900ab
 from __future__ import annotations
-import os, json, hashlib
+import os, json, hashlib, logging
 from pathlib import Path
 from dataclasses import dataclass, field
 import torch
@@ -17,7 +17,7 @@ from .core import (Backbone, as_backbone, conditioned_view, parse_guidance, coun
 from .solvers import sample, start_noise
 
 # %% auto #0
-__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'GUIDANCE_GRID', 'needs_stop', 'teacher_solve', 'default_cache_dir',
+__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'log', 'GUIDANCE_GRID', 'needs_stop', 'teacher_solve', 'default_cache_dir',
            'TeacherPairs', 'cond_hash', 'pairs_config', 'pair_conditions', 'teacher_pairs', 'guidance_grid',
            'range_pairs', 'teacher_rmse', 'psnr']
 
@@ -80,7 +80,7 @@ class TeacherPairs:
 
 # %% ../nbs/03a_teacher.ipynb #b54baba9
 def cond_hash(cond: dict | None) -> str | None:
-    "A short fingerprint of per-sample conditions: their keywords, dtypes, shapes and values"
+    "A short fingerprint of a dict of tensors (per-sample conditions, or a whole cached file): their keywords, dtypes, shapes and values"
     if not cond: return None
     h = hashlib.sha256()
     for k in sorted(cond):
@@ -113,12 +113,43 @@ def pair_conditions(bb: Backbone, n: int, seed: int, cond: dict | None = None) -
     return cond
 
 # %% ../nbs/03a_teacher.ipynb #4a5363d3
-def _from_cache(f: Path, key: str, cfg: dict, guidance) -> TeacherPairs:
+log = logging.getLogger(__name__)
+
+def _check_cached(f: Path, key: str, cfg: dict | None) -> dict:
+    "The tensors of a cached pairs file (or, with `cfg=None`, a partial one), after checking key, settings, fingerprint, rows and finiteness"
     from safetensors import safe_open
-    with safe_open(str(f), 'pt') as h: stored = json.loads((h.metadata() or {}).get('config', '{}'))
     t = load_tensors(f)
+    with safe_open(str(f), 'pt') as h: md = h.metadata() or {}
+    if md.get('key') != key: raise ValueError(f"its key is {md.get('key')!r}, not {key!r}")
+    if md.get('sha') != cond_hash(t): raise ValueError("its tensors do not match the fingerprint recorded with them")
+    if not all(torch.isfinite(v).all() for v in t.values() if v.is_floating_point()): raise ValueError("it holds NaN or infinite values")
+    if cfg is None: return t
+    stored = json.loads(md.get('config', 'null'))
+    if not isinstance(stored, dict) or {k: v for k, v in stored.items() if k != 'nfe'} != json.loads(json.dumps(cfg)):
+        raise ValueError("its recorded settings are not the ones its key stands for")
+    rows = (cfg['n'], *cfg['shape'])
+    for k in ('noise', 'target'):
+        if k not in t or tuple(t[k].shape) != rows: raise ValueError(f"its {k} has shape {tuple(t[k].shape) if k in t else None}, not {rows}")
+    if (bad := [k for k, v in t.items() if k.startswith('cond.') and len(v) != cfg['n']]): raise ValueError(f"its {bad[0]} does not have {cfg['n']} rows")
+    return dict(t, nfe=stored.get('nfe'))
+
+def _from_cache(f: Path, key: str, cfg: dict, guidance) -> TeacherPairs | None:
+    "The cached pairs, or None (reported in one log line) when the file fails a check"
+    try: t = _check_cached(f, key, cfg)
+    except ValueError as e:
+        log.warning(f"teacher-pair cache {f} is not usable ({str(e).splitlines()[0]}); making the pairs again"); return None
     cond = {k[5:]: v for k, v in t.items() if k.startswith('cond.')} or None
-    return TeacherPairs(t['noise'], t['target'], key, dict(cfg, nfe=stored.get('nfe')), cond, guidance)
+    return TeacherPairs(t['noise'], t['target'], key, dict(cfg, nfe=t['nfe']), cond, guidance)
+
+def _resumed(part: Path, key: str, noise: Tensor) -> Tensor:
+    "The endpoints a partial file holds for the first rows of `noise` (none, reported, if it fails a check)"
+    if not part.exists(): return noise[:0]
+    try:
+        done = _check_cached(part, key, None).get('target')
+        if done is None or len(done) > len(noise) or done.shape[1:] != noise.shape[1:]: raise ValueError(f"its rows do not fit {tuple(noise.shape)}")
+        return done
+    except ValueError as e:
+        log.warning(f"partial teacher pairs {part} are not usable ({str(e).splitlines()[0]}); starting them again"); return noise[:0]
 
 # %% ../nbs/03a_teacher.ipynb #a58d2c2a
 def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` accepts is fine via as_backbone) and the number of pairs
@@ -137,10 +168,10 @@ def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` acc
     if guidance is not None: conditioned_view(bb, {k: v[:1] for k, v in (cond or {}).items()}, guidance, null)   # fail before any work
     cfg = pairs_config(bb, n, seed, shape, method, rtol, atol, steps, cond, guidance, null); key = _key(cfg)
     f = Path(cache_dir or default_cache_dir()) / f'pairs-{key}.safetensors'
-    if f.exists(): return _from_cache(f, key, cfg, guidance)
+    if f.exists() and (cached := _from_cache(f, key, cfg, guidance)) is not None: return cached
     part = f.with_name(f'pairs-{key}.partial.safetensors')
     noise = start_noise(bb.path, shape, n, seed)
-    done = load_tensors(part)['target'] if part.exists() else noise[:0]
+    done = _resumed(part, key, noise)
     dev = get_device(device); dt = next(iter(bb.parameters()), torch.empty(0)).dtype
     bb.to(dev)
     starts, nfes = range(len(done), n, batch), []
@@ -149,9 +180,10 @@ def teacher_pairs(backbone, n: int, # the backbone (anything `load_backbone` acc
         with torch.no_grad(), count_nfe(view) as c:
             y = teacher_solve(view, noise[s:s + batch].to(dev, dt), method=method, rtol=rtol, atol=atol, steps=steps)
         done, nfes = torch.cat([done, y.float().cpu()]), nfes + [c.n]
-        save_tensors(part, dict(target=done), dict(key=key))
+        save_tensors(part, dict(target=done), dict(key=key, sha=cond_hash(dict(target=done))))
     cfg = dict(cfg, nfe=sum(nfes) / len(nfes) if nfes else None)       # measured teacher NFE per sample (mean over batches)
-    save_tensors(f, dict(noise=noise, target=done, **{f'cond.{k}': v for k, v in (cond or {}).items()}), dict(key=key, config=json.dumps(cfg)))
+    t = dict(noise=noise, target=done, **{f'cond.{k}': v for k, v in (cond or {}).items()})
+    save_tensors(f, t, dict(key=key, config=json.dumps(cfg), sha=cond_hash(t)))
     part.unlink(missing_ok=True)
     return TeacherPairs(noise, done, key, cfg, cond, guidance)
 

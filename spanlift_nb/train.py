@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #499ac3f8
 from __future__ import annotations
-import os, json, math, signal, threading, time
+import os, json, math, numbers, signal, threading, time
 from pathlib import Path
 from dataclasses import dataclass, asdict
 import torch
@@ -16,16 +16,17 @@ from fastcore.basics import patch
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, parse_guidance, check_scale, get_device, weights_hash, save_tensors, load_tensors,
-                              write_json)
-from .backbones import warmup_cosine
+                              write_json, file_sha256)
+from .backbones import warmup_cosine, EMA
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
 from .teacher import teacher_rmse
 
 # %% auto #0
-__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss', 'ema_update', 'autocast_for',
-           'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint', 'check_compatible',
-           'load_solver', 'init_distributed', 'pairs_guidance', 'ScaleSet', 'scale_sets', 'FitResult', 'fit_solver']
+__all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'RUN_KEYS', 'RESUME_FREE', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss',
+           'autocast_for', 'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint',
+           'check_compatible', 'load_solver', 'resume_diffs', 'check_resume', 'init_distributed', 'pairs_guidance',
+           'ScaleSet', 'scale_sets', 'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -44,30 +45,26 @@ class TrainConfig:
     detach_backbone: bool = False
     grad_checkpoint: bool = False
     grad_clip: float = 1.0
-    ckpt_every: int = 200       # write a checkpoint every N steps (when a path is given)
+    ckpt_every: int = 200       # write a checkpoint every N steps (when a path is given): a killed run loses at most N steps
     seed: int = 0
     scalar_lr: float | None = None  # learning rate of the learned scalars (coefficients, grid); None: `lr`
 
     def __post_init__(self):
         if self.loss not in ('mse', 'huber'): raise ValueError(f"Unknown loss {self.loss!r}; valid: mse, huber")
-        if self.steps < 1 or self.batch < 1: raise ValueError("steps and batch must be positive")
+        for k in ('steps', 'batch', 'val_every', 'ckpt_every'):
+            if not (isinstance(getattr(self, k), numbers.Integral) and getattr(self, k) >= 1): raise ValueError(f"{k} must be a positive integer, got {getattr(self, k)!r}")
+        for k in ('lr', 'scalar_lr'):
+            v = getattr(self, k)
+            if v is not None and not (math.isfinite(v) and v > 0): raise ValueError(f"{k} must be a positive number, got {v}")
+        if not 0 <= self.ema < 1: raise ValueError(f"ema must be in [0, 1), got {self.ema}")
 
 def endpoint_loss(x: Tensor, target: Tensor, kind: str = 'mse', c: float = 0.03) -> Tensor:
     "Mean squared error, or the per-sample pseudo-Huber loss, between student and teacher endpoints"
     d2 = (x.float() - target.float()).pow(2).flatten(1).mean(1)
     return d2.mean() if kind == 'mse' else (torch.sqrt(d2 + c * c) - c).mean()
 
-# %% ../nbs/07_train.ipynb #189bc136
-def ema_update(ema: dict, # name -> tensor, the averaged weights (updated in place)
-               model: nn.Module, # the live model
-               decay: float): # beta: the weight of the old average
-    "Move the EMA weights a step `1 - decay` towards `model`'s weights; integer buffers are copied"
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            ema[k].copy_(ema[k] * decay + v.detach() * (1 - decay) if v.is_floating_point() else v)
-
 # %% ../nbs/07_train.ipynb #aa8f7a79
-from .backbones import ema_decay     # the warm-up `backbones.EMA` uses, one home for both
+from .backbones import ema_decay     # the warm-up `backbones.EMA` uses
 
 # %% ../nbs/07_train.ipynb #6ab045fb
 def autocast_for(dev: torch.device): # the training device
@@ -137,7 +134,7 @@ def _unprefixed(t: dict, pre: str) -> dict: return {k[len(pre) + 1:]: v for k, v
 
 # %% ../nbs/07_train.ipynb #37be6370
 def save_checkpoint(path, solver: LearnedSolver, meta: dict, ema: dict | None = None, best: dict | None = None, opt=None, gen=None):
-    "Write a solver checkpoint (safetensors + JSON) atomically"
+    "Write a solver checkpoint atomically: safetensors with the metadata in its header, and a JSON beside it with the same metadata and the file's SHA-256"
     path = Path(path)
     t = _prefixed(solver.state_dict(), 'solver')
     if ema is not None: t.update(_prefixed(ema, 'ema'))
@@ -145,17 +142,37 @@ def save_checkpoint(path, solver: LearnedSolver, meta: dict, ema: dict | None = 
     if opt is not None: t.update(_flat_opt(opt))
     t['rng.torch'] = torch.get_rng_state()
     if gen is not None: t['rng.batch'] = gen.get_state()
-    meta = dict(meta, solver=solver.config())
-    save_tensors(path, t, dict(spanlift=json.dumps(meta, default=str)))
-    write_json(path.with_suffix('.json'), meta)
+    meta = json.loads(json.dumps(dict(meta, solver=solver.config()), default=str))     # exactly what a reader will see
+    save_tensors(path, t, dict(spanlift=json.dumps(meta)))
+    write_json(path.with_suffix('.json'), dict(meta, sha256=file_sha256(path)))
+
+# %% ../nbs/07_train.ipynb #fedbc6a9
+def _read_sidecar(w: Path) -> dict:
+    "The JSON beside a solver checkpoint, checked to be a JSON object that records the file's SHA-256"
+    j = w.with_suffix('.json')
+    if not w.exists(): raise FileNotFoundError(f"No checkpoint at {w}")
+    if not j.exists(): raise ValueError(f"{w} has no metadata file {j.name} beside it: a solver checkpoint is both files, as fit_solver writes them")
+    try: side = json.loads(j.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{j} is not valid JSON ({e})") from None
+    if not isinstance(side, dict) or not isinstance(side.get('sha256'), str):
+        raise ValueError(f"{j} is not a solver checkpoint's metadata (no 'sha256' of {w.name}): write it with train.save_checkpoint")
+    return side
 
 def read_checkpoint(path) -> tuple:
-    "The tensors and the metadata of a solver checkpoint"
+    "The tensors and the metadata of a solver checkpoint, after checking the file's SHA-256 and that its JSON agrees with its header"
     from safetensors import safe_open
-    t = load_tensors(path)
-    with safe_open(str(path), 'pt') as f: md = f.metadata() or {}
-    if 'spanlift' not in md: raise ValueError(f"{path} is not a spanlift-nb solver checkpoint (no metadata)")
-    return t, json.loads(md['spanlift'])
+    w = Path(path); side = _read_sidecar(w)
+    if file_sha256(w) != side.pop('sha256'):
+        raise ValueError(f"{w} is corrupt or was changed: its SHA-256 does not match the one recorded in {w.with_suffix('.json').name}")
+    t = load_tensors(w)
+    with safe_open(str(w), 'pt') as f: md = f.metadata() or {}
+    if 'spanlift' not in md: raise ValueError(f"{w} is not a spanlift-nb solver checkpoint (no metadata)")
+    meta = json.loads(md['spanlift'])
+    if (bad := [k for k in sorted(set(meta) | set(side)) if meta.get(k) != side.get(k)]):
+        raise ValueError(f"{w.with_suffix('.json')} was edited: its {', '.join(bad)} differ from the metadata inside {w.name}")
+    s = meta.get('solver')
+    if not (isinstance(s, dict) and {'method', 'base', 'nfe'} <= set(s)): raise ValueError(f"{w} records no solver config ('solver' with its method, base and nfe)")
+    return t, meta
 
 # %% ../nbs/07_train.ipynb #557f032f
 def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | None = None, base: str | None = None, shape=None, path=None,
@@ -181,10 +198,36 @@ def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', *
     check_compatible(meta, backbone, path=path, **expect)
     solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
-    solver.load_state_dict(sd)
+    try: solver.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"{path}: its weights do not fit its solver config ({str(e).splitlines()[0]})") from None
     g = meta.get('guidance')
     solver.guidance = tuple(g) if isinstance(g, list) else g   # the scale (or range) it was trained at: run_method refuses others
     return solver.eval(), meta
+
+# %% ../nbs/07_train.ipynb #2e8525b2
+RUN_KEYS = ('step', 'history', 'best_val', 'sha256')   # what a checkpoint's metadata adds as the run goes on
+RESUME_FREE = ('train.ckpt_every',)                      # settings that may change on resume: they change no result
+
+def _leaves(x, pre: str = '') -> dict:
+    "A nested dict as {'a.b.c': value}"
+    if not isinstance(x, dict) or not x: return {pre[:-1]: x} if pre else {}
+    return {k: v for key, val in x.items() for k, v in _leaves(val, f'{pre}{key}.').items()}
+
+def resume_diffs(ckpt_meta: dict, now: dict, full: bool = False) -> list:
+    "Each setting where a checkpoint's metadata and the run about to continue it differ (`full`: every key of both; else only those in `now`)"
+    pick = lambda m: {k: v for k, v in m.items() if k not in RUN_KEYS and (full or k in now)}
+    a, b = _leaves(pick(ckpt_meta)), _leaves(json.loads(json.dumps(pick(now), default=str)))
+    return [f"{k} {a.get(k, '(none)')} (checkpoint) != {b.get(k, '(none)')} (now)"
+            for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
+
+def check_resume(path, # the checkpoint to continue
+                 now: dict, # the settings of the run about to continue it, as its metadata would record them
+                 full: bool = False) -> tuple: # compare every key (the trainer does); else only those in `now` (a check before any work)
+    "(tensors, metadata) of checkpoint `path`, if the run `now` may continue it; else one line naming each difference"
+    t, m = read_checkpoint(path)
+    if (diffs := resume_diffs(m, now, full)):
+        raise ValueError(f"cannot resume {path}: {'; '.join(diffs)}. Resume with the settings it was started with, or train into a new checkpoint")
+    return t, m
 
 # %% ../nbs/07_train.ipynb #b187a681
 class _Stop:
@@ -275,7 +318,7 @@ def _lr_lambda(cfg: TrainConfig):
 # %% ../nbs/07_train.ipynb #1c42660e
 class _Fit:
     "The state of one training run: device, frozen backbone, pairs (a set per scale), model, optimiser, schedule, EMA, best weights, history"
-    def __init__(self, solver: LearnedSolver, backbone, train, val, cfg: TrainConfig, device=None, guidance=None):
+    def __init__(self, solver: LearnedSolver, backbone, train, val, cfg: TrainConfig, device=None, guidance=None, meta=None):
         self.solver, self.cfg = solver, cfg
         g = parse_guidance(solver.guidance_range if guidance is None and solver.guidance_range else guidance)
         _check_range(solver, g)
@@ -294,14 +337,15 @@ class _Fit:
         self.model = solver if self.world == 1 else _ddp(solver, self.dev)
         self.opt = torch.optim.AdamW(_param_groups(solver, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _lr_lambda(cfg))
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.ema = {k: v.detach().clone() for k, v in solver.state_dict().items()}
-        self.best, self.best_val, self.step, self.bad_vals = None, math.inf, 0, 0
+        self.gen, self.ema = torch.Generator().manual_seed(cfg.seed), EMA(solver, cfg.ema)
+        self.best, self.best_val, self.step, self.bad_vals, self.saved = None, math.inf, 0, 0, None
         self.hist = dict(step=[], train=[], val_step=[], val=[])
         keys = lambda sets: sets[0].key if len(sets) == 1 else [s.key for s in sets]
         self.meta = dict(backbone=weights_hash(self.bb), shape=list(shape), train=asdict(cfg), n_train=sum(len(s.noise) for s in self.sets),
                          n_val=sum(len(s.noise) for s in self.vsets), guidance=list(g) if isinstance(g, tuple) else self.guidance,
                          pairs=dict(train=keys(self.sets), val=keys(self.vsets), teacher=self.sets[0].config))
+        if (clash := set(meta or {}) & (set(self.meta) | set(RUN_KEYS))): raise ValueError(f"meta keys {sorted(clash)} are the trainer's own: name them otherwise")
+        self.meta.update(meta or {})
 
 @patch
 def view(self: _Fit, s: ScaleSet, idx) -> Backbone:
@@ -311,34 +355,34 @@ def view(self: _Fit, s: ScaleSet, idx) -> Backbone:
 # %% ../nbs/07_train.ipynb #bf254367
 @patch
 def train_step(self: _Fit, step: int, ckpt=None) -> float:
-    "One optimiser step on this process's slice of a global batch, then the EMA; returns the loss"
+    "One optimiser step on this process's slice of a global batch, then the EMA; returns the loss of the global batch"
     cfg = self.cfg
     s = self.sets[int(torch.randint(len(self.sets), (1,), generator=self.gen))] if len(self.sets) > 1 else self.sets[0]   # a range: draw a scale
     idx = torch.randint(len(s.noise), (cfg.batch,), generator=self.gen)[self.rank::self.world]
     z, x = s.noise[idx].to(self.dev), s.target[idx].to(self.dev)
     view = StudentView(self.view(s, idx), cfg.detach_backbone, cfg.grad_checkpoint)
     with autocast_for(self.dev): loss = endpoint_loss(self.model(view, z), x, cfg.loss, cfg.huber_c)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"non-finite loss at step {step}; training stopped, the last good checkpoint ({ckpt}) is kept. "
-                                 "Try a lower lr or the 'huber' loss.")
+    seen = loss.detach().float().clone()
+    if self.world > 1: dist.all_reduce(seen); seen /= self.world          # every process records (and checks) the global batch's loss
+    if not torch.isfinite(seen):
+        kept = (f"the last good checkpoint ({ckpt}, step {self.saved}) is kept" if self.saved is not None else "no checkpoint was written")
+        raise FloatingPointError(f"non-finite loss at step {step}; training stopped, {kept}. Try a lower lr or the 'huber' loss.")
     self.opt.zero_grad(set_to_none=True); loss.backward()
     torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-    self.opt.step(); self.sched.step(); ema_update(self.ema, self.solver, ema_decay(step, cfg.ema))
-    self.hist['step'].append(step); self.hist['train'].append(loss.item())
-    return loss.item()
+    self.opt.step(); self.sched.step(); self.ema.update(self.solver)
+    self.hist['step'].append(step); self.hist['train'].append(seen.item())
+    return seen.item()
 
 @patch
 def validate(self: _Fit, done: int) -> float:
     "Teacher RMSE of the EMA weights on the validation pairs (the mean over scales, for a range), recorded; the best EMA weights are kept"
-    live = {k: v.clone() for k, v in self.solver.state_dict().items()}
-    self.solver.load_state_dict(self.ema)
-    run = lambda s: torch.cat([self.solver(self.view(s, slice(i, i + 256)), s.noise[i:i + 256].to(self.dev)).float().cpu() for i in range(0, len(s.noise), 256)])
+    avg = self.ema.avg
+    run = lambda s: torch.cat([avg(self.view(s, slice(i, i + 256)), s.noise[i:i + 256].to(self.dev)).float().cpu() for i in range(0, len(s.noise), 256)])
     with torch.no_grad(), autocast_for(self.dev): errs = [teacher_rmse(run(s), s.target) for s in self.vsets]
-    self.solver.load_state_dict(live)
     v = sum(errs) / len(errs)
     self.hist['val_step'].append(done); self.hist['val'].append(v)
     if len(errs) > 1: self.hist.setdefault('val_by_scale', []).append(errs)
-    if v < self.best_val: self.best_val, self.best, self.bad_vals = v, {k: t.detach().clone() for k, t in self.ema.items()}, 0
+    if v < self.best_val: self.best_val, self.best, self.bad_vals = v, {k: t.detach().clone() for k, t in avg.state_dict().items()}, 0
     else: self.bad_vals += 1
     return v
 
@@ -346,19 +390,21 @@ def validate(self: _Fit, done: int) -> float:
 @patch
 def save(self: _Fit, ckpt, step: int):
     "Checkpoint the run as it is after `step` steps (process 0 writes; nothing without a path)"
-    if ckpt is None or self.rank != 0: return
-    save_checkpoint(ckpt, self.solver, dict(self.meta, step=step, history=self.hist, best_val=self.best_val), self.ema, self.best, self.opt, self.gen)
+    if ckpt is None: return
+    if self.rank == 0:
+        save_checkpoint(ckpt, self.solver, dict(self.meta, step=step, history=self.hist, best_val=self.best_val),
+                        self.ema.avg.state_dict(), self.best, self.opt, self.gen)
+    self.saved = step
 
 @patch
 def resume(self: _Fit, ckpt):
-    "Continue from `ckpt` exactly: weights, EMA, best weights, optimiser, schedule, both RNG states and the history"
-    t, m = read_checkpoint(ckpt)
-    check_compatible(m, self.bb, self.solver.nfe, self.solver.config()['base'], self.sets[0].noise.shape[1:], path=ckpt, guidance=self.guidance)
+    "Continue from `ckpt` exactly (weights, EMA, best weights, optimiser, schedule, both RNG states, history), after checking it was made with these settings"
+    t, m = check_resume(ckpt, dict(self.meta, solver=self.solver.config()), full=True)
     self.solver.load_state_dict(_unprefixed(t, 'solver'))
-    self.ema = {k: v.to(self.dev) for k, v in _unprefixed(t, 'ema').items()}
-    self.best = _unprefixed(t, 'best') or None
+    self.ema.avg.load_state_dict(_unprefixed(t, 'ema')); self.ema.steps = m['step']
+    self.best = {k: v.to(self.dev) for k, v in _unprefixed(t, 'best').items()} or None
     _unflat_opt(self.opt, t); self.gen.set_state(t['rng.batch']); torch.set_rng_state(t['rng.torch'])
-    self.step, self.hist, self.best_val = m['step'], m['history'], m.get('best_val', math.inf)
+    self.step, self.hist, self.best_val, self.saved = m['step'], m['history'], m.get('best_val', math.inf), m['step']
     for _ in range(self.step): self.sched.step()
 
 # %% ../nbs/07_train.ipynb #f2f0441c
@@ -371,6 +417,24 @@ class FitResult:
     step: int
     seconds: float
 
+@patch
+def loop(self: _Fit, ckpt, progress: bool) -> int:
+    "Train from the current step to the end (or an early stop); returns the number of steps done"
+    cfg, done = self.cfg, self.step
+    bar = progress_bar(range(self.step, cfg.steps), leave=False) if progress and self.rank == 0 else range(self.step, cfg.steps)
+    with _Stop() as stop:
+        for step in bar:
+            loss = self.train_step(step, ckpt); done = step + 1
+            if done % cfg.val_every == 0 or done == cfg.steps:
+                v = self.validate(done)
+                if hasattr(bar, 'comment'): bar.comment = f'train {loss:.4f}  val rmse {v:.4f}  best {self.best_val:.4f}'
+            if ckpt is not None and (done % cfg.ckpt_every == 0 or stop.sig is not None): self.save(ckpt, done)
+            if stop.sig is not None:
+                raise KeyboardInterrupt(f"stopped by signal {stop.sig} at step {done}; " + (f"checkpoint written to {ckpt}" if ckpt else "no checkpoint (no path given)"))
+            if cfg.patience and self.bad_vals >= cfg.patience: break
+    return done
+
+# %% ../nbs/07_train.ipynb #5add775b
 def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedSolver)
                backbone, # the frozen backbone
                train, # TeacherPairs (or a (noise, target) tuple) to train on; for a range, a list of them (`teacher.range_pairs`)
@@ -378,24 +442,18 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
                cfg: TrainConfig | None = None,
                device=None, # chosen once: default CUDA if available, else CPU
                ckpt=None, # checkpoint path (.safetensors); None: no checkpoints
-               resume: bool = False, # continue from `ckpt` if it exists
+               resume: bool = False, # continue from `ckpt` if it exists (it must record these settings)
                progress: bool = True,
-               guidance=None) -> FitResult: # classifier-free guidance: one scale, or a range (lo, hi) or 'lo:hi' (default: the pairs' own, or the solver's range)
+               guidance=None, # classifier-free guidance: one scale, or a range (lo, hi) or 'lo:hi' (default: the pairs' own, or the solver's range)
+               meta: dict | None = None) -> FitResult: # more metadata for the checkpoint (e.g. a recipe); a resumed run must record the same
     "Train `solver` by endpoint teacher matching, each batch with its pairs' condition; returns it with its best EMA weights"
-    run = _Fit(solver, backbone, train, val, cfg or TrainConfig(), device, guidance)
-    if resume and ckpt is not None and Path(ckpt).exists(): run.resume(ckpt)
-    cfg, t0, done = run.cfg, time.time(), run.step
-    bar = progress_bar(range(run.step, cfg.steps), leave=False) if progress and run.rank == 0 else range(run.step, cfg.steps)
-    with _Stop() as stop:
-        for step in bar:
-            loss = run.train_step(step, ckpt); done = step + 1
-            if done % cfg.val_every == 0 or done == cfg.steps:
-                v = run.validate(done)
-                if hasattr(bar, 'comment'): bar.comment = f'train {loss:.4f}  val rmse {v:.4f}  best {run.best_val:.4f}'
-            if ckpt is not None and (done % cfg.ckpt_every == 0 or stop.sig is not None): run.save(ckpt, done)
-            if stop.sig is not None: raise KeyboardInterrupt(f"stopped by signal {stop.sig} at step {done}; checkpoint written to {ckpt}")
-            if cfg.patience and run.bad_vals >= cfg.patience: break
-    run.save(ckpt, done)
-    solver.load_state_dict(run.best if run.best is not None else run.ema)
+    run = _Fit(solver, backbone, train, val, cfg or TrainConfig(), device, guidance, meta)
+    t0 = time.time()
+    with torch.random.fork_rng(devices=[]):       # the global generator is seeded for the run (and put back after it)
+        torch.manual_seed(run.cfg.seed)
+        if resume and ckpt is not None and Path(ckpt).exists(): run.resume(ckpt)
+        done = run.loop(ckpt, progress)
+        if run.saved != done: run.save(ckpt, done) # a finished checkpoint that was resumed is left as it was
+    solver.load_state_dict(run.best if run.best is not None else run.ema.avg.state_dict())
     solver.guidance = run.guidance                 # one scale, or the range (lo, hi)
     return FitResult(solver.eval(), run.hist, run.best_val, done, time.time() - t0)

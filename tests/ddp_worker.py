@@ -1,9 +1,8 @@
-"Train a small SpanLift on the exact Gaussian; run alone or under torchrun. Usage: ddp_worker.py OUT.safetensors"
+"Train a small SpanLift on the exact Gaussian; run alone or under torchrun. Usage: ddp_worker.py OUT.safetensors (a checkpoint, written by process 0)"
 import sys, torch, torch.distributed as dist
-from spanlift_nb.core import save_tensors
 from spanlift_nb.analytic import gaussian_backbone
 from spanlift_nb.solvers import start_noise
-from spanlift_nb.teacher import TeacherPairs, teacher_solve
+from spanlift_nb.teacher import TeacherPairs
 from spanlift_nb.spanlift import SpanLift
 from spanlift_nb.train import fit_solver, TrainConfig, init_distributed
 
@@ -17,7 +16,5 @@ tr, va = pairs.split(64)
 torch.manual_seed(0)
 solver = SpanLift('euler', 3, gb.path, (1, 8, 8), width=16, blocks=1)
 with torch.no_grad(): solver.op.out.weight.normal_(std=0.01)      # so every layer gets gradients from the first step
-res = fit_solver(solver, gb, tr, va, TrainConfig(steps=12, batch=32, val_every=6, ema=0.9, lr=3e-3), progress=False)
-if rank == 0:
-    save_tensors(sys.argv[1], dict(res.solver.state_dict()), dict(world=str(world), best_val=str(res.best_val)))
+fit_solver(solver, gb, tr, va, TrainConfig(steps=12, batch=32, val_every=6, ema=0.9, lr=3e-3), progress=False, ckpt=sys.argv[1], meta=dict(world=world))
 if world > 1: dist.destroy_process_group()

@@ -11,6 +11,21 @@ def make(seed=0):
     return gaussian_backbone(torch.randn(1, 8, 8, generator=g) * .5, torch.rand(1, 8, 8, generator=g) * .6 + .05)
 def other():
     return make(1)
+def _dies(sig):
+    "make(), but the process gets signal `sig` during training step 7 (the 22nd backbone call on a batch of 32)"
+    import os
+    bb, n = make(), [0]
+    def hook(m, args):
+        n[0] += args[0].shape[0] == 32
+        if n[0] == 3 * 7 + 1: os.kill(os.getpid(), sig)
+    bb.net.register_forward_pre_hook(hook)
+    return bb
+def killed():
+    import signal
+    return _dies(signal.SIGKILL)
+def stopped():
+    import signal
+    return _dies(signal.SIGTERM)
 '''
 
 @pytest.fixture(scope='module')
@@ -33,10 +48,17 @@ def one_line_error(p, *needles):
     assert p.stderr.count('\n') == 1 and 'Traceback' not in p.stderr, p.stderr
     for n in needles: assert n in p.stderr, p.stderr
 
-@pytest.mark.parametrize('cmd', ['demo', 'fit-backbone', 'fit-solver', 'sample', 'eval'])
+@pytest.mark.parametrize('cmd', ['demo', 'fit-backbone', 'fit-solver', 'sample', 'eval', 'export'])
 def test_help_has_examples(ws, cmd):
     p = run(ws, cmd, '--help')
     assert p.returncode == 0 and f'usage: spanlift {cmd}' in p.stdout and 'examples:' in p.stdout and '--json' in p.stdout
+
+def test_run_as_a_module(ws):
+    "`python -m spanlift_nb.cli` knows every command, `export` (registered last) included"
+    p = subprocess.run([sys.executable, '-m', 'spanlift_nb.cli', 'export', '--help'], capture_output=True, text=True, cwd=ws, timeout=300)
+    assert p.returncode == 0 and 'usage: spanlift export' in p.stdout, p.stderr
+    one_line_error(subprocess.run([sys.executable, '-m', 'spanlift_nb.cli', 'export', '--solver', 'none.safetensors', '--backbone', '.', '--out', ws / 'gauss.py'],
+                                  capture_output=True, text=True, cwd=ws, timeout=300), 'is an existing file')
 
 def test_top_level_usage_and_unknown_command(ws):
     p = run(ws)
@@ -56,14 +78,48 @@ def test_fit_backbone(ws):
     one_line_error(run(ws, 'fit-backbone', '--data', ws / 'imgs.npy', '--kind', 'score', '--out', ws / 'x.safetensors'), 'score')
     one_line_error(run(ws, 'fit-backbone', '--data', ws / 'imgs.npy'), '--out is required')
 
+def _tensors(f):
+    from safetensors.torch import load_file
+    return load_file(str(f))
+
+def _same_run(a, b):
+    "Two checkpoints hold the same run: every tensor (raw weights, EMA, best, optimiser state, RNG states) bit for bit, and the same history"
+    ta, tb = _tensors(a), _tensors(b)
+    assert sorted(ta) == sorted(tb) and {k.split('.')[0] for k in ta} >= {'solver', 'ema', 'best', 'opt', 'rng'}
+    for k in ta: assert ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape and (ta[k] == tb[k]).all(), k
+    ja, jb = (json.loads(f.with_suffix('.json').read_text()) for f in (a, b))
+    assert (ja['history'], ja['best_val'], ja['step']) == (jb['history'], jb['best_val'], jb['step'])
+
+def test_fit_solver_is_reproducible(ws):
+    "The same command and --seed give the same weights, bit for bit (the operator's initialisation included)"
+    common = ('fit-solver', '--backbone', f"{ws}/gauss.py:make", '--nfe', 3, '--pairs', 64, '--val', 32, '--batch', 16, '--width', 8, '--blocks', 1, '--steps', 4)
+    for out in ('rep1', 'rep2'): ok_json(run(ws, *common, '--seed', 5, '--out', ws / f'{out}.safetensors', '--json'))
+    _same_run(ws / 'rep1.safetensors', ws / 'rep2.safetensors')
+    ok_json(run(ws, *common, '--seed', 6, '--out', ws / 'rep3.safetensors', '--json'))
+    assert not (_tensors(ws / 'rep1.safetensors')['solver.op.out.weight'] == _tensors(ws / 'rep3.safetensors')['solver.op.out.weight']).all()
+
+@pytest.mark.parametrize('death', ['killed', 'stopped'])
+def test_resume_after_kill_is_exact(ws, death):
+    "A run killed with SIGKILL (or stopped with SIGTERM) at step 7 and resumed ends exactly as the run that was never interrupted"
+    common = ('--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32, '--width', 8, '--blocks', 1, '--steps', 10, '--ckpt-every', 3)
+    whole, cut = ws / 'whole.safetensors', ws / f'{death}.safetensors'
+    if not whole.exists(): ok_json(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", *common, '--out', whole, '--json'))
+    p = run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:{death}", *common, '--out', cut, '--json')
+    assert p.returncode == (-9 if death == 'killed' else 130), p.stderr
+    assert json.loads(cut.with_suffix('.json').read_text())['step'] == (6 if death == 'killed' else 8)     # the last checkpoint (every 3), or the one the signal wrote
+    r = ok_json(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", *common, '--out', cut, '--resume', '--json'))
+    assert r['steps'] == 10
+    _same_run(whole, cut)
+
 def test_fit_solver_resume_sample_eval(ws):
     spec = f"{ws}/gauss.py:make"
     common = ('--backbone', spec, '--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32, '--width', 8, '--blocks', 1)
     r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--json'))
     assert r['steps'] == 6 and (ws / 's.json').exists()
-    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume', '--json'))
-    assert r['steps'] == 10
-    assert json.loads((ws / 's.json').read_text())['step'] == 10
+    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--resume', '--json'))
+    assert r['steps'] == 6 and json.loads((ws / 's.json').read_text())['step'] == 6      # finished: nothing more to do
+    one_line_error(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume'),
+                   'train.steps 6 (checkpoint) != 10 (now)')
     r = ok_json(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 64, '--json'))
     assert r['nfe'] == 3 and {'teacher_rmse', 'psnr'} <= set(r) and r['method'].startswith('spanlift')
     r = ok_json(run(ws, 'sample', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 6, '--out', ws / 'g.png', '--json'))
@@ -86,13 +142,15 @@ def test_eval_json_contract_on_shipped_backbone(ws):
 
 def test_fit_solver_over_a_guidance_range(ws):
     "One solver for every scale in lo:hi: its JSON records the range, eval runs it inside and refuses outside; bad ranges are one line"
-    cf, out = ('--backbone', 'fashion-cond-flow', '--nfe', 3), ws / 'range.safetensors'
+    np.save(ws / 'cimgs.npy', np.random.default_rng(1).integers(0, 256, (16, 8, 8), dtype=np.uint8)); np.save(ws / 'cy.npy', np.arange(16) % 4)
+    ok_json(run(ws, 'fit-backbone', '--data', ws / 'cimgs.npy', '--labels', ws / 'cy.npy', '--steps', 3, '--batch', 8, '--out', ws / 'cond.safetensors', '--json'))
+    cf, out = ('--backbone', ws / 'cond.safetensors', '--nfe', 3), ws / 'range.safetensors'
     r = ok_json(run(ws, 'fit-solver', *cf, '--method', 'scalar', '--pairs', 20, '--val', 5, '--steps', 2, '--batch', 4, '--guidance', '1:5', '--out', out, '--json'))
     assert r['guidance'] == [1.0, 5.0] and json.loads((ws / 'range.json').read_text())['guidance'] == [1.0, 5.0]
-    r = ok_json(run(ws, 'eval', '--backbone', 'fashion-cond-flow', '--solver', out, '--n', 4, '--guidance', 4.5, '--json'))
+    r = ok_json(run(ws, 'eval', *cf[:2], '--solver', out, '--n', 4, '--guidance', 4.5, '--json'))
     assert r['guidance'] == 4.5 and r['nfe'] == 3
-    one_line_error(run(ws, 'eval', '--backbone', 'fashion-cond-flow', '--solver', out, '--n', 4, '--guidance', 6), 'outside the range', '1 to 5')
-    one_line_error(run(ws, 'eval', '--backbone', 'fashion-cond-flow', '--solver', out, '--n', 4), 'covers guidance scales 1 to 5')
+    one_line_error(run(ws, 'eval', *cf[:2], '--solver', out, '--n', 4, '--guidance', 6), 'outside the range', '1 to 5')
+    one_line_error(run(ws, 'eval', *cf[:2], '--solver', out, '--n', 4), 'covers guidance scales 1 to 5')
     for bad, msg in (('1:5:7', 'malformed'), ('5:1', 'lo < hi'), ('2:2', 'lo < hi'), ('nan:5', 'finite number >= 0'), ('-1:5', 'finite number >= 0'), ('a:5', 'must be a number')):
         one_line_error(run(ws, 'fit-solver', *cf, f'--guidance={bad}', '--out', ws / 'x.safetensors'), msg)
     one_line_error(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", '--guidance', '1:5', '--out', ws / 'x.safetensors'), 'needs a class-conditional backbone')
