@@ -19,7 +19,7 @@ from .teacher import HELD_OUT_SEED
 
 # %% auto #0
 __all__ = ['EXAMPLES', 'MAX_INFERRED_CLASSES', 'COMMANDS', 'USER_ERRORS', 'load_labels', 'class_labels_for', 'guidance_for',
-           'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'cli_words', 'main', 'export']
+           'demo', 'fit_backbone', 'fit_solver', 'sample', 'evaluate', 'cli_words', 'main', 'export', 'diagnose']
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
@@ -373,20 +373,39 @@ def main(argv=None) -> int:
 # %% ../nbs/09_cli.ipynb #18d1aafb
 def export(solver: str = None, # a trained solver checkpoint from fit-solver
            backbone: str = None, # the diffusers model folder the solver was trained on
-           out: str = None, # the folder to write (scheduler_config.json + spanlift_solver.safetensors)
+           out: str = None, # a new folder, or a pipeline's scheduler/ folder (its model_index.json then names the SpanLift scheduler)
+           guidance: str = None, # the guidance scale the scheduler runs at (a range solver needs one; a one-scale solver's own)
+           null_class: int = None, # the class embedding that means "no class" (default: the checkpoint's or the model's)
            json: bool = False): # print a JSON summary
     "Export a trained solver as a diffusers scheduler for the model folder it was trained on"
-    from spanlift_nb.scheduler import SpanLiftScheduler
-    out = _writable(_need(out, '--out'), folder=True)
-    sched = SpanLiftScheduler.from_solver(_need(solver, '--solver'), _need(backbone, '--backbone'))
-    sched.save_pretrained(out)
-    s = sched.config.solver; sched.set_timesteps(s['nfe'])
-    return dict(out=str(out), method=s['method'], base=s['base'], nfe=s['nfe'], prediction_type=sched.config.prediction_type,
-                timesteps=[round(float(t), 3) for t in sched.timesteps])
+    from spanlift_nb.scheduler import export_scheduler
+    return export_scheduler(_need(solver, '--solver'), _need(backbone, '--backbone'), _writable(_need(out, '--out'), folder=True),
+                            guidance=guidance, null_class=null_class)
 
 COMMANDS['export'] = export
 EXAMPLES['export'] = ("  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift\n"
-                      "  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift --json")
+                      "  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/scheduler   # into the pipeline: model_index.json names it\n"
+                      "  spanlift export --solver range.safetensors --backbone my-cond-ddpm --guidance 3 --out my-cond-ddpm/spanlift-w3 --json")
+
+# %% ../nbs/09_cli.ipynb #d1a9c0e5
+def diagnose(backbone: str = None, # backbone SPEC: a shipped name, a checkpoint, a diffusers folder, `module:attr` or `file.py:attr`
+             nfe: int = 3, # the NFE budget of the few-step solver
+             guidance: float = None, # classifier-free guidance scale w (class-conditional backbones)
+             solver: str = None, # a learned-scalar (or SpanLift) checkpoint from fit-solver; default: fit learned scalars here
+             pairs: int = 256, # teacher pairs to fit the learned scalars on (a quarter for validation)
+             seed: int = 0, # seed of the fitting pairs and the fit (not teacher.HELD_OUT_SEED)
+             device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
+             json: bool = False): # print one JSON object
+    "Predict, before training an operator, what SpanLift would gain over learned scalars on a backbone, from its headroom"
+    from spanlift_nb.diagnose import diagnose as _diagnose
+    _positive('--nfe', nfe); _positive('--pairs', pairs)
+    if seed == HELD_OUT_SEED: raise ValueError(f"--seed {seed} is the held-out seed the headroom is measured on (teacher.HELD_OUT_SEED): fit with another")
+    return _diagnose(_need(backbone, '--backbone'), nfe, guidance, solver, pairs, seed, _device(device))
+
+COMMANDS['diagnose'] = diagnose
+EXAMPLES['diagnose'] = ("  spanlift diagnose --backbone digits-flow --nfe 3            # about a minute on 2 CPU cores\n"
+                        "  spanlift diagnose --backbone fashion-cond-flow --guidance 3 --json\n"
+                        "  spanlift diagnose --backbone bb.safetensors --solver scalars.safetensors --nfe 5")
 
 # %% ../nbs/09_cli.ipynb #baf6f607
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:

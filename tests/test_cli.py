@@ -48,7 +48,7 @@ def one_line_error(p, *needles):
     assert p.stderr.count('\n') == 1 and 'Traceback' not in p.stderr, p.stderr
     for n in needles: assert n in p.stderr, p.stderr
 
-@pytest.mark.parametrize('cmd', ['demo', 'fit-backbone', 'fit-solver', 'sample', 'eval', 'export'])
+@pytest.mark.parametrize('cmd', ['demo', 'fit-backbone', 'fit-solver', 'sample', 'eval', 'export', 'diagnose'])
 def test_help_has_examples(ws, cmd):
     p = run(ws, cmd, '--help')
     assert p.returncode == 0 and f'usage: spanlift {cmd}' in p.stdout and 'examples:' in p.stdout and '--json' in p.stdout
@@ -154,3 +154,10 @@ def test_fit_solver_over_a_guidance_range(ws):
     for bad, msg in (('1:5:7', 'malformed'), ('5:1', 'lo < hi'), ('2:2', 'lo < hi'), ('nan:5', 'finite number >= 0'), ('-1:5', 'finite number >= 0'), ('a:5', 'must be a number')):
         one_line_error(run(ws, 'fit-solver', *cf, f'--guidance={bad}', '--out', ws / 'x.safetensors'), msg)
     one_line_error(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", '--guidance', '1:5', '--out', ws / 'x.safetensors'), 'needs a class-conditional backbone')
+
+
+def test_diagnose_predicts_a_gain(ws):
+    r = ok_json(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--nfe', '3', '--pairs', '64', '--json'))
+    assert 0 <= r['rho_needed'] <= 1 and r['recommendation'] and r['law']['settings'] >= 2, r
+    one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--seed', '1'), 'held-out seed')
+    one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--solver', 'missing.safetensors'), 'missing.safetensors')
