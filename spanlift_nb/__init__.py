@@ -18,10 +18,11 @@ _HOMES = {
     'fit_solver': 'train', 'TrainConfig': 'train', 'load_solver': 'train',
     # comparing methods from the same noise
     'compare': 'evaluate', 'run_method': 'evaluate', 'score': 'evaluate', 'run_demo': 'evaluate',
+    # when leaving the span pays, measured before an operator is trained
+    'diagnose_model': 'diagnose',   # (the name `diagnose` is the module itself)
     # diffusers (optional dependency)
     'SpanLiftScheduler': 'scheduler', 'export_scheduler': 'scheduler',
 }
-# For the lead: add `'diagnose': 'diagnose'` to _HOMES once `spanlift_nb.diagnose.diagnose` exists on main.
 
 __all__ = list(_HOMES)
 
