@@ -103,17 +103,18 @@ def save(path, # where to write: NAME gives NAME.safetensors and NAME.json
 
 # %% ../nbs/11_zoo.ipynb #6d37d378
 def _check_module(meta: dict, m: Path):
-    "Refuse a JSON that names a module outside spanlift_nb, before anything is imported"
-    mod = meta.get('module')
+    "Refuse a JSON that names a module outside spanlift_nb (unless that module registered its architecture already), before anything is imported"
+    mod, arch = meta.get('module'), meta.get('arch')
+    if arch in ARCHS and ARCHS[arch].__module__ == mod: return                # your own architecture, registered by your code
     if isinstance(mod, str) and mod != 'spanlift_nb' and not mod.startswith('spanlift_nb.'):
-        raise ValueError(f"{m} names module {mod!r}: the zoo imports only spanlift_nb modules (import {mod} yourself to register {meta.get('arch')!r})")
+        raise ValueError(f"{m} names module {mod!r}: the zoo imports only spanlift_nb modules (import {mod} yourself to register {arch!r})")
 
 def _builder(meta: dict, m: Path):
     "The registered builder of a checkpoint's architecture, importing its spanlift_nb module by name if needed"
     arch, mod = meta.get('arch'), meta.get('module')
     if not isinstance(mod, str): raise ValueError(f"{m} records no module for architecture {arch!r}: save it again with zoo.save")
-    if arch in ARCHS and ARCHS[arch].__module__ == mod: return ARCHS[arch]      # already registered by that module
     _check_module(meta, m)
+    if arch in ARCHS and ARCHS[arch].__module__ == mod: return ARCHS[arch]      # already registered by that module
     try: importlib.import_module(mod)
     except ModuleNotFoundError: raise ValueError(f"{m} names module {mod!r}, which this version of spanlift_nb does not have") from None
     if arch not in ARCHS: raise ValueError(f"{m}: module {mod} registers no architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
