@@ -15,35 +15,14 @@ import torch.nn.functional as F
 from .core import atomic_write, file_sha256, get_device, register_arch, recipe
 from .zoo import load, WEIGHTS_DIR, TensorDict
 from .data import load_dataset, fashion_installed, FASHION_ROOT
-from .backbones import fit_network, random_batches
+from .backbones import fit_network, random_batches, ClassifierCNN
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'REFERENCES', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'ClassifierCNN', 'accuracy',
-           'fit_classifier', 'classifier_recipe', 'feature_net', 'features', 'has_images', 'reference_recipe',
-           'reference', 'real_features', 'class_accuracy', 'frechet_from_stats', 'frechet_distance', 'kid',
-           'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path', 'install_inception_weights',
+__all__ = ['CLASSIFIERS', 'REFERENCES', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'accuracy', 'fit_classifier',
+           'classifier_recipe', 'feature_net', 'features', 'has_images', 'reference_recipe', 'reference',
+           'real_features', 'class_accuracy', 'frechet_from_stats', 'frechet_distance', 'kid', 'clf_fid_kid',
+           'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path', 'install_inception_weights',
            'save_image_folder', 'inception_ref_stats', 'inception_fid']
-
-# %% ../nbs/08_metrics.ipynb #cf03a907
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-@register_arch('clf-cnn')
-class ClassifierCNN(nn.Module):
-    "A small CNN classifier whose global-average-pooled last block is the feature layer"
-    def __init__(self, widths=(16, 32, 64), # channels of each 3×3 convolution block
-                 pool_after=(0, 1), # indices of the blocks followed by a 2×2 max-pool
-                 n_classes: int = 10, # number of classes
-                 in_channels: int = 1): # image channels
-        super().__init__()
-        layers, c = [], in_channels
-        for i, w in enumerate(widths):
-            layers.append(_conv_block(c, int(w))); c = int(w)
-            if i in tuple(pool_after): layers.append(nn.MaxPool2d(2))
-        self.body, self.head, self.feature_dim = nn.Sequential(*layers), nn.Linear(c, n_classes), c
-
-    def features(self, x: Tensor) -> Tensor: return self.body(x).mean((2, 3))
-    def forward(self, x: Tensor) -> Tensor: return self.head(self.features(x))
 
 # %% ../nbs/08_metrics.ipynb #b9f4de21
 CLASSIFIERS = {
@@ -92,7 +71,7 @@ def classifier_recipe(name: str, # 'clf-' + a key of CLASSIFIERS
     x, y = load_dataset(r['data'], split=r['split'], labels=True)
     xt, yt = load_dataset(r['data'], split=r['test_split'], labels=True)
     t0 = time.time()
-    net = fit_classifier(x, y, r['arch_kwargs'], r['steps'], r['batch'], r['lr'], r['weight_decay'], r['seed'], device)
+    net = fit_classifier(x, y, r['arch_kwargs'], r['steps'], r['batch'], r['lr'], r['weight_decay'], r['seed'], device, progress)
     secs = time.time() - t0
     acc = accuracy(net, xt.to(get_device(device)), yt)
     meta = dict(r, test_accuracy=round(acc, 4), n_train=len(x), n_test=len(xt), data_shape=list(x.shape[1:]), n_classes=int(y.max()) + 1,

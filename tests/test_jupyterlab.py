@@ -28,6 +28,8 @@ def lab(tmp_path):
     work = tmp_path / 'nbs'; work.mkdir()
     shutil.copy(NOTEBOOK, work / NOTEBOOK.name)
     port, token = _free_port(), secrets.token_hex(16)
+    (tmp_path / 'config' / 'labconfig').mkdir(parents=True)         # no "get Jupyter news?" prompt over the page
+    (tmp_path / 'config' / 'labconfig' / 'page_config.json').write_text('{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}')
     env = dict(os.environ, IN_TEST='1', OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]),
                JUPYTER_CONFIG_DIR=str(tmp_path / 'config'), JUPYTER_RUNTIME_DIR=str(tmp_path / 'runtime'), MPLBACKEND='module://matplotlib_inline.backend_inline')
     cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}',

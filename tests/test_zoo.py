@@ -50,7 +50,7 @@ def test_a_corrupted_file_gets_an_error_naming_it(tmp_path):
     raw = bytearray(f.read_bytes()); raw[-100] ^= 0xFF; f.write_bytes(bytes(raw))
     with pytest.raises(ValueError, match=f'{f} is corrupt'): zoo.load(f)
     meta = json.loads(f.with_suffix('.json').read_text()); meta.pop('sha256')
-    f.with_suffix('.json').write_text(json.dumps(meta))                 # without a recorded hash, safetensors itself refuses the file
+    f.with_suffix('.json').write_text(json.dumps(zoo.seal(meta)))       # without a recorded hash, safetensors itself refuses the file
     f.write_bytes(b'not a safetensors file')
     with pytest.raises(ValueError, match=f'{f} is not a readable safetensors file'): zoo.load(f)
 
