@@ -18,7 +18,7 @@ from .core import (Backbone, as_backbone, register_arch, recipe, append_dims, ti
 __all__ = ['OBJECTIVES', 'SHIPPED', 'check_labels', 'class_index', 'ResBlock', 'SelfAttention2d', 'UNet', 'MLP', 'EDMPrecond',
            'build_unet', 'build_unet_edm', 'build_mlp', 'build_mlp_edm', 'arch_config', 'drop_labels', 'flow_loss',
            'edm_loss', 'warmup_cosine', 'WarmupCosine', 'ema_decay', 'EMA', 'random_batches', 'fit_network',
-           'fit_labels', 'fit_backbone', 'backbone_recipe']
+           'fit_labels', 'fit_backbone', 'ClassifierCNN', 'backbone_recipe']
 
 # %% ../nbs/02_backbones.ipynb #c1a55e01
 def check_labels(labels, # class labels: a tensor or array of integers
@@ -416,6 +416,27 @@ def fit_backbone(data: Tensor, # training data: images N×C×H×W or vectors N×
     bb = as_backbone(net.cpu(), kind=kind, meta=meta)
     bb.train_losses = losses
     return bb.requires_grad_(False)
+
+# %% ../nbs/02_backbones.ipynb #8f246e8e
+def _conv_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+@register_arch('clf-cnn')
+class ClassifierCNN(nn.Module):
+    "A small CNN classifier whose global-average-pooled last block is the feature layer"
+    def __init__(self, widths=(16, 32, 64), # channels of each 3×3 convolution block
+                 pool_after=(0, 1), # indices of the blocks followed by a 2×2 max-pool
+                 n_classes: int = 10, # number of classes
+                 in_channels: int = 1): # image channels
+        super().__init__()
+        layers, c = [], in_channels
+        for i, w in enumerate(widths):
+            layers.append(_conv_block(c, int(w))); c = int(w)
+            if i in tuple(pool_after): layers.append(nn.MaxPool2d(2))
+        self.body, self.head, self.feature_dim = nn.Sequential(*layers), nn.Linear(c, n_classes), c
+
+    def features(self, x: Tensor) -> Tensor: return self.body(x).mean((2, 3))
+    def forward(self, x: Tensor) -> Tensor: return self.head(self.features(x))
 
 # %% ../nbs/02_backbones.ipynb #8d1fe576
 SHIPPED = {

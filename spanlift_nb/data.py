@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #392ff1f5
 from __future__ import annotations
-import gzip, io, math, warnings
+import gzip, io, math, os, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ def load_digits(split: str = 'train', # 'train', 'test' or 'all'
     return (x, torch.from_numpy(d.target[idx].astype(np.int64))) if labels else x
 
 # %% ../nbs/01_data.ipynb #2317a04f
-FASHION_ROOT = Path('/usr/share/datasets/fashion-mnist')
+FASHION_ROOT = Path(os.environ.get('SPANLIFT_FASHION_ROOT') or '/usr/share/datasets/fashion-mnist')   # Debian's dataset-fashion-mnist
 FASHION_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype('>i2'), 0x0C: np.dtype('>i4'), 0x0D: np.dtype('>f4'), 0x0E: np.dtype('>f8')}
 
@@ -130,10 +130,10 @@ def _find_idx(root: Path, stem: str, default: bool) -> Path:
         if p.exists(): return p
     if default:
         raise FileNotFoundError(f"Fashion-MNIST is not installed: {root/stem}.gz is missing. Install it with "
-                                "`apt-get install dataset-fashion-mnist`, or pass root= the folder that holds the IDX files")
+                                "`apt-get install dataset-fashion-mnist`, or set SPANLIFT_FASHION_ROOT to the folder that holds the IDX files")
     raise FileNotFoundError(f"No {stem}.gz or {stem} in {root}: pass root= the folder that holds the Fashion-MNIST IDX files")
 
-def load_fashion_mnist(root=None, # folder with the IDX files; default: Debian's dataset-fashion-mnist
+def load_fashion_mnist(root=None, # folder with the IDX files; default: FASHION_ROOT
                        split: str = 'train', # 'train' (60,000 images) or 'test' (10,000)
                        labels: bool = False, # also return the int64 labels (see FASHION_CLASSES)
                       ):
@@ -162,7 +162,7 @@ def fashion_installed(root=None) -> bool:
 def requires_fashion():
     "Stop with a one-line error that names the install command when Fashion-MNIST is not installed"
     if not fashion_installed():
-        raise FileNotFoundError(f"this needs Fashion-MNIST, which is not in {FASHION_ROOT}: apt-get install dataset-fashion-mnist")
+        raise FileNotFoundError(f"this needs Fashion-MNIST, which is not in {FASHION_ROOT}: apt-get install dataset-fashion-mnist (or set SPANLIFT_FASHION_ROOT)")
 
 # %% ../nbs/01_data.ipynb #bda891ef
 TOYS = ('moons', '8gaussians', 'checkerboard')

@@ -13,36 +13,16 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .core import atomic_write, file_sha256, get_device, register_arch, recipe
-from .zoo import load, WEIGHTS_DIR
-from .data import load_dataset
-from .backbones import fit_network, random_batches
+from .zoo import load, WEIGHTS_DIR, TensorDict
+from .data import load_dataset, fashion_installed, FASHION_ROOT
+from .backbones import fit_network, random_batches, ClassifierCNN
 
 # %% auto #0
-__all__ = ['CLASSIFIERS', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'ClassifierCNN', 'accuracy', 'fit_classifier',
-           'classifier_recipe', 'feature_net', 'features', 'real_features', 'class_accuracy', 'frechet_from_stats',
-           'frechet_distance', 'kid', 'clf_fid_kid', 'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path',
-           'install_inception_weights', 'save_image_folder', 'inception_ref_stats', 'inception_fid']
-
-# %% ../nbs/08_metrics.ipynb #cf03a907
-def _conv_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
-
-@register_arch('clf-cnn')
-class ClassifierCNN(nn.Module):
-    "A small CNN classifier whose global-average-pooled last block is the feature layer"
-    def __init__(self, widths=(16, 32, 64), # channels of each 3×3 convolution block
-                 pool_after=(0, 1), # indices of the blocks followed by a 2×2 max-pool
-                 n_classes: int = 10, # number of classes
-                 in_channels: int = 1): # image channels
-        super().__init__()
-        layers, c = [], in_channels
-        for i, w in enumerate(widths):
-            layers.append(_conv_block(c, int(w))); c = int(w)
-            if i in tuple(pool_after): layers.append(nn.MaxPool2d(2))
-        self.body, self.head, self.feature_dim = nn.Sequential(*layers), nn.Linear(c, n_classes), c
-
-    def features(self, x: Tensor) -> Tensor: return self.body(x).mean((2, 3))
-    def forward(self, x: Tensor) -> Tensor: return self.head(self.features(x))
+__all__ = ['CLASSIFIERS', 'REFERENCES', 'FID_HELPER_SHA256', 'CLEANFID_INCEPTION_NAME', 'accuracy', 'fit_classifier',
+           'classifier_recipe', 'feature_net', 'features', 'has_images', 'reference_recipe', 'reference',
+           'real_features', 'class_accuracy', 'frechet_from_stats', 'frechet_distance', 'kid', 'clf_fid_kid',
+           'fmt_fid_kid', 'sliced_wasserstein', 'cleanfid_inception_path', 'install_inception_weights',
+           'save_image_folder', 'inception_ref_stats', 'inception_fid']
 
 # %% ../nbs/08_metrics.ipynb #b9f4de21
 CLASSIFIERS = {
@@ -91,7 +71,7 @@ def classifier_recipe(name: str, # 'clf-' + a key of CLASSIFIERS
     x, y = load_dataset(r['data'], split=r['split'], labels=True)
     xt, yt = load_dataset(r['data'], split=r['test_split'], labels=True)
     t0 = time.time()
-    net = fit_classifier(x, y, r['arch_kwargs'], r['steps'], r['batch'], r['lr'], r['weight_decay'], r['seed'], device)
+    net = fit_classifier(x, y, r['arch_kwargs'], r['steps'], r['batch'], r['lr'], r['weight_decay'], r['seed'], device, progress)
     secs = time.time() - t0
     acc = accuracy(net, xt.to(get_device(device)), yt)
     meta = dict(r, test_accuracy=round(acc, 4), n_train=len(x), n_test=len(xt), data_shape=list(x.shape[1:]), n_classes=int(y.max()) + 1,
@@ -126,9 +106,10 @@ def features(images: Tensor, # N×C×H×W in [-1, 1], the data set's image shape
              dataset: str, # whose classifier: 'digits' or 'fashion'
              batch: int = 1000, # images per forward pass
              device=None, # default: CPU
+             net: ClassifierCNN | None = None, # the classifier (default: the shipped one of `dataset`)
             ) -> Tensor:
     "Penultimate-layer features (N×D, float32, on the CPU) of `images` under the shipped classifier of `dataset`"
-    net = feature_net(dataset, device)
+    net = feature_net(dataset, device) if net is None else net
     shape = tuple(net.meta['data_shape'])
     x = torch.as_tensor(images)
     if x.ndim != 4 or tuple(x.shape[1:]) != shape:
@@ -140,14 +121,68 @@ def features(images: Tensor, # N×C×H×W in [-1, 1], the data set's image shape
     dev = next(net.parameters()).device
     return torch.cat([net.features(x[i:i + batch].to(dev)).cpu() for i in range(0, len(x), batch)])
 
-def real_features(dataset: str, # 'digits' or 'fashion'
-                  split: str = 'test', # the held-out split: the classifier and the backbones were trained on 'train'
-                 ) -> Tensor:
-    "Features of every real image of a split, computed once"
-    return _real_features(dataset, split)
+
+# %% ../nbs/08_metrics.ipynb #a1f77d91
+REFERENCES = {'digits': dict(dataset='digits', splits=('test', 'all'), threads=1),
+              'fashion': dict(dataset='fashion', splits=('test',), threads=1)}
+
+def has_images(dataset: str) -> bool:
+    "True when the real images of `dataset` can be read here (scikit-learn's digits always can)"
+    return dataset != 'fashion' or fashion_installed()
+
+@recipe({f'ref-{k}': r for k, r in REFERENCES.items()})
+def reference_recipe(name: str, # 'ref-' + a key of REFERENCES
+                     r: dict, # its settings
+                     out: Path, # the folder `zoo.make` writes to (a classifier remade there is used)
+                     device=None, progress: bool = True) -> tuple:
+    "Features of every real image of each split under the shipped classifier (float16), with their mean and covariance (float64)"
+    ds = r['dataset']
+    net = feature_net(ds, weights_dir=out if (Path(out) / f'clf-{ds}.json').exists() else None)
+    tensors, n = {}, {}
+    for split in r['splits']:
+        f = features(load_dataset(ds, split=split), ds, net=net).double()
+        tensors.update({f'{split}.features': f.half(), f'{split}.mu': f.mean(0), f'{split}.sigma': torch.from_numpy(np.cov(f.numpy(), rowvar=False))})
+        n[split] = len(f)
+    return tensors, dict(r, arch=None, arch_kwargs=None, role='reference-stats', data=ds, n=n, classifier=f'clf-{ds}',
+                         classifier_sha256=net.meta['sha256'], feature_dim=net.feature_dim, feature_dtype='float16', torch=torch.__version__)
+
+
+# %% ../nbs/08_metrics.ipynb #5fcd7d88
+def reference(dataset: str, # 'digits' or 'fashion'
+              weights_dir=None, # default: the package's weights folder
+             ) -> TensorDict:
+    "The shipped real-image features of `dataset` (`zoo.load('ref-DATASET')`), checked against the classifier that made them"
+    return _reference(dataset, str(weights_dir) if weights_dir is not None else None)
 
 @functools.lru_cache(maxsize=None)
-def _real_features(dataset: str, split: str) -> Tensor: return features(load_dataset(dataset, split=split), dataset)
+def _reference(dataset: str, weights_dir) -> TensorDict:
+    wd = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+    if not (wd / f'ref-{dataset}.json').exists():
+        raise ValueError(f"No reference features for data set {dataset!r} in {wd}: make them with zoo.make('ref-{dataset}') where its images are installed")
+    ref, clf = load(wd / f'ref-{dataset}.safetensors'), feature_net(dataset, weights_dir=weights_dir)
+    if ref.meta.get('classifier_sha256') != clf.meta['sha256']:
+        raise ValueError(f"{wd / f'ref-{dataset}.json'} was made with another classifier than clf-{dataset}: remake it with zoo.make('ref-{dataset}')")
+    return ref
+
+def real_features(dataset: str, # 'digits' or 'fashion'
+                  split: str = 'test', # the held-out split: the classifier and the backbones were trained on 'train'
+                  source: str = 'auto', # 'images', 'shipped', or 'auto': the images where they are installed, else the shipped reference
+                 ) -> Tensor:
+    "Features of every real image of a split (float32), computed once"
+    if source not in ('auto', 'images', 'shipped'): raise ValueError(f"source must be 'auto', 'images' or 'shipped', got {source!r}")
+    return _real_features(dataset, split, ('images' if has_images(dataset) else 'shipped') if source == 'auto' else source)
+
+@functools.lru_cache(maxsize=None)
+def _real_features(dataset: str, split: str, source: str) -> Tensor:
+    if source == 'images': return features(load_dataset(dataset, split=split), dataset)
+    ref = reference(dataset)
+    if f'{split}.features' not in ref:
+        have = ', '.join(sorted({k.split('.')[0] for k in ref}))
+        how = ("apt-get install dataset-fashion-mnist, or set SPANLIFT_FASHION_ROOT" if dataset == 'fashion' else "pass source='images'")
+        raise FileNotFoundError(f"the package ships the {dataset!r} features of its {have} split only, not {split!r}, "
+                                f"and the images are {'not installed' if not has_images(dataset) else 'not asked for'}: {how}")
+    return ref[f'{split}.features'].float()
+
 
 # %% ../nbs/08_metrics.ipynb #c1a55e11
 def class_accuracy(images: Tensor, # samples N×C×H×W in [-1, 1]

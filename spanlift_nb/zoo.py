@@ -6,7 +6,8 @@ Docs: https://spanlift.github.io/spanlift-nb/zoo.html.md"""
 
 # %% ../nbs/11_zoo.ipynb #b0668f9b
 from __future__ import annotations
-import json, importlib, importlib.util, inspect, contextlib
+import json, hashlib, importlib, importlib.util, inspect, contextlib
+from collections.abc import Mapping
 from pathlib import Path
 import torch
 from torch import nn
@@ -14,7 +15,8 @@ from .core import (GaussianPath, Backbone, as_backbone, get_device, weights_hash
                               load_tensors, write_json, file_sha256)
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'checkpoint_files', 'shipped', 'info', 'save', 'load', 'load_backbone', 'torch_threads', 'make']
+__all__ = ['WEIGHTS_DIR', 'META_HASH', 'checkpoint_files', 'shipped', 'info', 'meta_hash', 'seal', 'check_meta', 'save',
+           'TensorDict', 'load', 'load_backbone', 'torch_threads', 'make']
 
 # %% ../nbs/11_zoo.ipynb #6287a5bd
 WEIGHTS_DIR = Path(__file__).parent / 'weights' if '__file__' in globals() else Path('../spanlift_nb/weights')
@@ -34,23 +36,57 @@ def shipped(role: str | None = None) -> list:
     return sorted(p.stem for p in WEIGHTS_DIR.glob('*.json') if role is None or json.loads(p.read_text()).get('role') == role)
 
 def info(spec) -> dict:
-    "The metadata (JSON) of a shipped name or a checkpoint path"
+    "The metadata (a JSON object) of a shipped name or a checkpoint path"
     w, m = checkpoint_files(spec)
     if not m.exists():
         if w.exists(): raise FileNotFoundError(f"{w} has no metadata file {m.name} beside it")
         raise FileNotFoundError(f"No checkpoint {str(spec)!r}: no file {m} (shipped: {', '.join(shipped())})")
-    try: return json.loads(m.read_text())
+    try: meta = json.loads(m.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{m} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{m} holds a JSON {type(meta).__name__} at its top level, not an object: it is not a checkpoint's metadata (write it with zoo.save)")
+    return meta
+
+# %% ../nbs/11_zoo.ipynb #2fcb141e
+META_HASH = 'meta_sha256'
+
+def meta_hash(meta: dict) -> str:
+    "SHA-256 of a checkpoint's JSON fields other than `meta_sha256` (keys sorted, compact separators)"
+    body = json.dumps({k: v for k, v in meta.items() if k != META_HASH}, sort_keys=True, separators=(',', ':'), default=str)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+def seal(meta: dict) -> dict:
+    "`meta` as its JSON file reads back, with its `meta_sha256` recorded"
+    meta = json.loads(json.dumps(meta, default=str))
+    return dict(meta, **{META_HASH: meta_hash(meta)})
+
+def _check_fields(meta: dict, m) -> dict:
+    ds = meta.get('data_shape')
+    if 'data_shape' in meta and not (isinstance(ds, list) and 1 <= len(ds) <= 5 and all(type(d) is int and d > 0 for d in ds)):
+        raise ValueError(f"{m}: data_shape {ds!r} is not the shape of one sample (a list of 1 to 5 positive integers, e.g. [1, 28, 28])")
+    if 'path' in meta and not isinstance(meta['path'], dict):
+        raise ValueError(f"{m}: path {meta['path']!r} is not a Gaussian path's config (a JSON object such as {{\"kind\": \"flow\"}})")
+    return meta
+
+def check_meta(meta: dict, # a checkpoint's JSON, as `info` returns it
+               m) -> dict: # its file, named in errors
+    "`meta` if its `meta_sha256` (when recorded) matches its fields and its `data_shape` and `path` are well formed, else a one-line ValueError"
+    if meta.get(META_HASH) is not None and meta[META_HASH] != meta_hash(meta):
+        raise ValueError(f"{m} was edited after it was saved: its fields do not match its meta_sha256. Restore it, or save the model again with zoo.save")
+    return _check_fields(meta, m)
+
 
 # %% ../nbs/11_zoo.ipynb #817069a8
 def save(path, # where to write: NAME gives NAME.safetensors and NAME.json
-         module: nn.Module, # a network, or a `Backbone` (its network is saved, its path and prediction recorded)
-         *, arch: str, # the architecture, registered with `core.register_arch`
-         arch_kwargs: dict, # the keyword arguments that rebuild the network
-         role: str, # 'backbone', 'classifier', 'autoencoder', 'nowcast', ...
+         module: nn.Module | Mapping, # a network, a `Backbone` (its network is saved, its path and prediction recorded), or a dict of tensors
+         *, arch: str | None, # the architecture, registered with `core.register_arch`; None for a dict of tensors
+         arch_kwargs: dict | None, # the keyword arguments that rebuild the network; None for a dict of tensors
+         role: str, # 'backbone', 'classifier', 'autoencoder', 'nowcast', 'reference-stats', ...
          **meta) -> Path: # anything else worth recording (data, seed, command, ...)
-    "Save `module` as safetensors plus a JSON that says how to rebuild it; returns the .safetensors path"
-    if arch not in ARCHS: raise ValueError(f"Unknown architecture {arch!r}: register its builder with core.register_arch (known: {', '.join(sorted(ARCHS))})")
+    "Save `module` as safetensors plus a sealed JSON that says how to rebuild it; returns the .safetensors path"
+    tensors = isinstance(module, Mapping)
+    if tensors and (arch is not None or arch_kwargs): raise ValueError("a dict of tensors is saved with arch=None and arch_kwargs=None")
+    if not tensors and arch not in ARCHS: raise ValueError(f"Unknown architecture {arch!r}: register its builder with core.register_arch (known: {', '.join(sorted(ARCHS))})")
     info, net = dict(getattr(module, 'meta', None) or {}, **meta), module
     if isinstance(module, Backbone):
         if module.time_map is not None or module.path.log_alpha_table is not None:
@@ -58,19 +94,27 @@ def save(path, # where to write: NAME gives NAME.safetensors and NAME.json
         net = module.net
         info.update(prediction=module.prediction, path=module.path.config(), weights_hash=weights_hash(module))
     w = _stem(path).with_name(_stem(path).name + '.safetensors')
-    save_tensors(w, net.state_dict())
-    info.update(arch=arch, arch_kwargs=arch_kwargs, role=role, module=ARCHS[arch].__module__, sha256=file_sha256(w))
-    write_json(w.with_suffix('.json'), info)
+    _check_fields(json.loads(json.dumps(info, default=str)), w.with_suffix('.json'))      # before anything is written
+    save_tensors(w, dict(module) if tensors else net.state_dict())
+    info.update(arch=arch, arch_kwargs=arch_kwargs, role=role, module=None if tensors else ARCHS[arch].__module__, sha256=file_sha256(w))
+    write_json(w.with_suffix('.json'), seal(info))
     return w
 
+
 # %% ../nbs/11_zoo.ipynb #6d37d378
+def _check_module(meta: dict, m: Path):
+    "Refuse a JSON that names a module outside spanlift_nb (unless that module registered its architecture already), before anything is imported"
+    mod, arch = meta.get('module'), meta.get('arch')
+    if arch in ARCHS and ARCHS[arch].__module__ == mod: return                # your own architecture, registered by your code
+    if isinstance(mod, str) and mod != 'spanlift_nb' and not mod.startswith('spanlift_nb.'):
+        raise ValueError(f"{m} names module {mod!r}: the zoo imports only spanlift_nb modules (import {mod} yourself to register {arch!r})")
+
 def _builder(meta: dict, m: Path):
     "The registered builder of a checkpoint's architecture, importing its spanlift_nb module by name if needed"
     arch, mod = meta.get('arch'), meta.get('module')
     if not isinstance(mod, str): raise ValueError(f"{m} records no module for architecture {arch!r}: save it again with zoo.save")
+    _check_module(meta, m)
     if arch in ARCHS and ARCHS[arch].__module__ == mod: return ARCHS[arch]      # already registered by that module
-    if mod != 'spanlift_nb' and not mod.startswith('spanlift_nb.'):
-        raise ValueError(f"{m} names module {mod!r}: the zoo imports only spanlift_nb modules (import {mod} yourself to register {arch!r})")
     try: importlib.import_module(mod)
     except ModuleNotFoundError: raise ValueError(f"{m} names module {mod!r}, which this version of spanlift_nb does not have") from None
     if arch not in ARCHS: raise ValueError(f"{m}: module {mod} registers no architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
@@ -78,7 +122,7 @@ def _builder(meta: dict, m: Path):
 
 def _build(w: Path, meta: dict, m: Path) -> nn.Module:
     "The network of a checkpoint, rebuilt and filled with its tensors, in eval mode"
-    net, sd = _builder(meta, m)(**meta.get('arch_kwargs', {})), load_tensors(w)
+    net, sd = _builder(meta, m)(**(meta.get('arch_kwargs') or {})), load_tensors(w)
     missing, unexpected = set(net.state_dict()) - set(sd), set(sd) - set(net.state_dict())
     if missing or unexpected:
         raise ValueError(f"{w} does not match architecture {meta['arch']!r}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
@@ -86,7 +130,13 @@ def _build(w: Path, meta: dict, m: Path) -> nn.Module:
     except RuntimeError as e: raise ValueError(f"{w} does not match architecture {meta['arch']!r}: {str(e).splitlines()[-1].strip()}") from None
     return net.eval().requires_grad_(False)
 
+
 # %% ../nbs/11_zoo.ipynb #f9987337
+class TensorDict(dict):
+    "Tensors saved without an architecture (e.g. reference statistics), by name, with the JSON as `.meta`"
+    def __init__(self, tensors: dict, meta: dict): super().__init__(tensors); self.meta = meta
+    def to(self, device): return TensorDict({k: v.to(device) for k, v in self.items()}, self.meta)
+
 def _decoder(meta: dict, w: Path) -> nn.Module:
     "The autoencoder a latent backbone names, checked against the SHA-256 it was trained with"
     name = meta['autoencoder']
@@ -97,18 +147,21 @@ def _decoder(meta: dict, w: Path) -> nn.Module:
 
 def load(spec, # a shipped name, or a path to a checkpoint written by `save`
          device=None): # where to put it (None: stay on the CPU)
-    "A saved model, rebuilt from its JSON and tensors without running code: a `Backbone` if it records a path, else the network with `.meta`"
+    "A saved model, rebuilt from its checked JSON and tensors without running code: a `Backbone` if it records a path, a `TensorDict` if no architecture, else the network with `.meta`"
     w, m = checkpoint_files(spec)
     if not w.exists(): raise FileNotFoundError(f"No checkpoint at {w} (shipped: {', '.join(shipped())})")
     meta = info(spec)
     if meta.get('sha256') and file_sha256(w) != meta['sha256']:
         raise ValueError(f"{w} is corrupt: its SHA-256 does not match the one recorded in {m.name}")
-    net = _build(w, meta, m)
+    _check_module(meta, m); check_meta(meta, m)
+    if 'arch' in meta and meta['arch'] is None: net = TensorDict(load_tensors(w), meta)
+    else: net = _build(w, meta, m)
     if 'path' in meta:
         dec = _decoder(meta, w) if meta.get('autoencoder') else None
         net = Backbone(net, GaussianPath.from_config(meta['path']), meta.get('prediction', 'velocity'), meta=meta, decoder=dec)
-    else: net.meta = meta
+    elif not isinstance(net, TensorDict): net.meta = meta
     return net.to(get_device(device)) if device is not None else net
+
 
 # %% ../nbs/11_zoo.ipynb #ab86823f
 def _load_attr(spec: str):
