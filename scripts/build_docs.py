@@ -58,10 +58,12 @@ def select(names) -> list[Path]:
     return [p for p in every if p in chosen]
 
 def skip_flags() -> list[str]:
-    "The `tst_flags` of pyproject.toml: cells carrying one of them are not run (as under nbdev-test)"
+    "The `tst_flags` of pyproject.toml, less `fashion` where Fashion-MNIST is installed: cells carrying one of them are not run"
     from nbdev.config import get_config
+    from spanlift_nb.data import fashion_installed
     f = get_config(ROOT).tst_flags
-    return f.split() if isinstance(f, str) else list(f or [])
+    f = f.split() if isinstance(f, str) else list(f or [])
+    return [x for x in f if x != 'fashion'] if fashion_installed() else f   # with the images installed, their cells run too
 
 def cell_timeout() -> int:
     from nbdev.config import get_config
