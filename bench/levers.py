@@ -3,8 +3,8 @@
     python bench/levers.py digits-flow recipe 0          # writes bench/LEVERS/digits-flow-nfe3-recipe-s0.json
     python bench/levers.py fashion-flow proposal 1
 
-Every run uses the same pairs (seed 0; digits: the first n_train of 8192, validation the last 512; test pairs at
-HELD_OUT_SEED) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
+Every run uses the same pairs (seed 0: digits-flow 1024 training pairs and 256 for validation, a lever may use the first
+n_train of them; 512 test pairs at HELD_OUT_SEED; fashion-flow: 256 pairs at seed 0 to score the base solvers on) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
 in what they change. `bench/levers_report.py` gathers the JSON files into tables. Settings: `LEVERS` below."""
 import argparse, json, os, sys, time
 from pathlib import Path
@@ -20,22 +20,23 @@ from spanlift_nb.train import fit_solver, TrainConfig
 
 OUT = Path(__file__).parent / 'LEVERS'
 CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift-nb'))
-N_POOL = dict(digits=8192, fashion=3072)        # training pairs made once per backbone; levers use the first n_train
-N_VAL, N_TEST = 512, 512
-BASE = dict(n_train=3072, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
+N_POOL = dict(digits=1024, fashion=256)        # training pairs made once per backbone; levers use the first n_train
+N_VAL, N_TEST = dict(digits=256, fashion=0), 512
+BASE = dict(n_train=None, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
             op=dict(width=32, blocks=3))
 LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging='joint', steps=550),
           'proposal': dict(op=dict(width=32, blocks=3, proposal=True)), 'out_of_span': dict(op=dict(width=32, blocks=3, out_of_span=True)),
           'w16b2': dict(op=dict(width=16, blocks=2)), 'w64b3': dict(op=dict(width=64, blocks=3)), 'w32b6': dict(op=dict(width=32, blocks=6)),
-          'pairs1k': dict(n_train=1024), 'pairs2k': dict(n_train=2048), 'pairs8k': dict(n_train=8192),
+          'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
           'steps700b64': dict(steps=700, batch=64)}
 
 def pairs(bb, name):
     "(train pool, validation, test) teacher pairs of `name`, cached"
     data = name.split('-')[0]; shape = sample_shape(bb)
-    pool = teacher_pairs(bb, N_POOL[data] + N_VAL, seed=0, shape=shape, progress=False)
+    pool = teacher_pairs(bb, N_POOL[data] + N_VAL[data], seed=0, shape=shape, progress=False)
+    if not N_VAL[data]: return None, None, pool            # fashion: the base solvers only, scored on these pairs
     test = teacher_pairs(bb, N_TEST, seed=HELD_OUT_SEED, shape=shape, progress=False)
-    return pool[:N_POOL[data]], pool[-N_VAL:], test
+    return pool[:N_POOL[data]], pool[-N_VAL[data]:], test
 
 def base_pick(bb, name, val, nfe):
     f = CACHE / f'levers-base-{name}-{nfe}.json'
@@ -65,7 +66,7 @@ def main():
     train_pool, val, test = pairs(bb, a.backbone)
     if a.lever == 'bases': return write_json(out, bases_table(bb, test))
     if a.lever == 'teacher': return write_json(out, cheap_teacher(bb, test))
-    s = dict(BASE, **LEVERS[a.lever]); train = train_pool[:s['n_train']]
+    s = dict(BASE, **LEVERS[a.lever]); s['n_train'] = s['n_train'] or len(train_pool); train = train_pool[:s['n_train']]
     b = base_pick(bb, a.backbone, val, a.nfe)
     sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
     sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target)
