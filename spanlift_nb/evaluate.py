@@ -125,17 +125,19 @@ def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, 
                  base: tuple | str | None = None, # (base, schedule) or a base name; None: picked on `val` (the recipe's bases and grids)
                  seed: int = 0, ckpt=None, resume: bool = False, # the fits' seed; SpanLift's checkpoint (the scalars': '-scalars' beside it)
                  device=None, progress: bool = False, scalars: ScalarSolver | None = None, # a fitted learned-scalar solver to start from
+                 guidance_range=None, # (lo, hi): one solver over a range of guidance scales (`train`, `val`: lists of pairs, one per scale)
                  **overrides) -> tuple: # any `SPANLIFT_RECIPE` key or `SpanLift` operator option
     "SpanLift trained by the one recipe: the base picked on validation, learned scalars first, then the operator from them; (solver, info)"
     r = spanlift_recipe(**overrides); bb = load_backbone(backbone); dev = get_device(device); bb.to(dev); t0 = time.time()
+    if guidance_range is not None and base is None: raise ValueError("over a guidance range give the base (base='ipndm' or (base, schedule)): it is picked on one scale's pairs only")
     b, sch = (pick_base(bb, val, nfe, r['bases'], r['schedules'])[0] if base is None else (base, None) if isinstance(base, str) else tuple(base))
-    r.update(base=b, schedule=sch, nfe=nfe, seed=seed)
+    r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
     op, shape, info = {k: r[k] for k in OPERATOR_KEYS if k in r}, sample_shape(bb), dict(recipe=r)
     sckpt = None if ckpt is None else Path(ckpt).with_name(Path(ckpt).stem + '-scalars' + Path(ckpt).suffix)
-    if r['staging'] == 'joint': sl = SpanLift(b, nfe, bb.path, shape, sch, learn_scalars=True, **op)
+    if r['staging'] == 'joint': sl = SpanLift(b, nfe, bb.path, shape, sch, learn_scalars=True, guidance_range=guidance_range, **op)
     else:
         if scalars is None:
-            info['scalar'] = _fit(ScalarSolver(b, nfe, bb.path, sch), bb, train, val, _cfg(r['steps_scalar'], r['lr_scalar'], r, seed), dev, sckpt, resume, progress, r)
+            info['scalar'] = _fit(ScalarSolver(b, nfe, bb.path, sch, guidance_range=guidance_range), bb, train, val, _cfg(r['steps_scalar'], r['lr_scalar'], r, seed), dev, sckpt, resume, progress, r)
             scalars = info['scalar'].solver
         sl = SpanLift.from_scalars(scalars, shape, learn_scalars=r['staging'] == 'scalars-first', **op)
     info['spanlift'] = _fit(sl, bb, train, val, _cfg(r['steps_spanlift'], r['lr_spanlift'], r, seed, r['scalar_lr']), dev, ckpt, resume, progress, r)
@@ -282,7 +284,7 @@ def save_figure(fig, path):
     return Path(path)
 
 # %% ../nbs/08a_evaluate.ipynb #8884e6ae
-DEMO_SIZES = dict(full=dict(n_train=3072, n_val=256, n_test=512, steps_scalar=200, steps_spanlift=350),
+DEMO_SIZES = dict(full=dict(n_train=3072, n_val=256, n_test=512, steps_scalar=SPANLIFT_RECIPE['steps_scalar'], steps_spanlift=SPANLIFT_RECIPE['steps_spanlift']),
                   quick=dict(n_train=1024, n_val=256, n_test=256, steps_scalar=60, steps_spanlift=120))
 
 def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=None, out='spanlift-demo',
