@@ -1,4 +1,4 @@
-"Our DPM-Solver++(3M) and UniPC against diffusers' schedulers, step for step, on exact Gaussian backbones (VP eps and flow)."
+"Our DPM-Solver++(3M), UniPC, Euler and Heun against diffusers' schedulers, and iPNDM against the reference loop, step for step, on exact Gaussian backbones."
 import pytest
 import torch
 from spanlift_nb.core import GaussianPath
@@ -123,3 +123,18 @@ def test_ipndm_beats_ipndm_v_on_the_vp_gaussian():
     exact = bb.net.solve(NOISE, path.t_max, path.t_min)
     err = lambda name, n: float((sample(bb, NOISE, name, n) - exact).pow(2).mean().sqrt())
     for n in (3, 4): assert err('ipndm', n) < 0.5 * err('ipndm_v', n), (n, err('ipndm', n), err('ipndm_v', n))
+
+@pytest.mark.parametrize('name,cls', [('euler', 'FlowMatchEulerDiscreteScheduler'), ('heun', 'FlowMatchHeunDiscreteScheduler')])
+@pytest.mark.parametrize('steps', [3, 5])
+def test_flow_euler_heun_match_diffusers(name, cls, steps):
+    "diffusers' flow-matching Euler and Heun schedulers (shift 1) are our `euler` and `heun` (last step Euler) on their sigma grid"
+    bb = backbone('flow')
+    sch = getattr(d, cls)(shift=1.0); sch.set_timesteps(steps)
+    x = NOISE.clone()
+    for t in sch.timesteps:
+        cur = sch.sigmas[sch.step_index if sch.step_index is not None else 0].double()
+        x = sch.step(bb(x, cur).velocity, t, x).prev_sample
+    grid = torch.tensor(sorted(set(sch.sigmas.double().tolist()), reverse=True), dtype=torch.float64)
+    mine = sample(bb, NOISE, name, len(sch.timesteps), grid=grid)
+    assert max_diff(mine, x) < 1e-6 * float(x.abs().max())        # diffusers keeps its sigmas in float32
+    if name == 'heun': assert max_diff(sample(bb, NOISE, 'euler', len(grid) - 1, grid=grid), x) > 1e-3   # the test can tell the two apart
