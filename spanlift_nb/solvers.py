@@ -430,7 +430,7 @@ def get_solver(name, **options) -> Solver:
     return s.variant(**options) if options else s
 
 # %% ../nbs/03_solvers.ipynb #26c8b4c1
-BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm')   # the base solvers a comparison reports and picks from
+BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm_v')   # the base solvers a comparison reports and picks from
 
 # %% ../nbs/03_solvers.ipynb #528a87e9
 def sample(model, # a Backbone, nn.Module or callable v(x, t) (flow matching, t=1 noise)
