@@ -29,6 +29,8 @@ LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging=
           'w16b2': dict(op=dict(width=16, blocks=2)), 'w64b3': dict(op=dict(width=64, blocks=3)), 'w32b6': dict(op=dict(width=32, blocks=6)),
           'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
           'steps700b64': dict(steps=700, batch=64)}
+SHORT = dict(scalar_steps=100, steps=120, batch=32)   # 'short-<lever>': the same lever on a budget of about a twelfth of the recipe's (CPU-bound sweeps)
+LEVERS.update({f'short-{k}': {**v, **SHORT, **(dict(steps=220) if k == 'joint' else {})} for k, v in LEVERS.items() if not k.startswith('steps')})
 
 def pairs(bb, name):
     "(train pool, validation, test) teacher pairs of `name`, cached"
@@ -46,7 +48,7 @@ def base_pick(bb, name, val, nfe):
 
 def scalars(bb, name, train, val, nfe, b, s, seed, n_train):
     "The learned-scalar solver (cached per backbone, NFE, seed and number of pairs) and its fit seconds"
-    f = CACHE / f'levers-scalar-{name}-{nfe}-{b[0]}-{b[1]}-s{seed}-n{n_train}-{s["scalar_steps"]}.pt'
+    f = CACHE / f'levers-scalar-{name}-{nfe}-{b[0]}-{b[1]}-s{seed}-n{n_train}-{s["scalar_steps"]}-b{s["batch"]}.pt'
     sol = ScalarSolver(b[0], nfe, bb.path, b[1])
     if f.exists():
         d = torch.load(f); sol.load_state_dict(d['state']); return sol.eval(), d['seconds'], d['val']
