@@ -214,9 +214,10 @@ def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
     bb = as_backbone(model); dev = next(spanlift.op.parameters()).device
     x = torch.randn(batch, *spanlift.shape, device=dev)
     X, V = [x] * 2, [x] * 2
-    times = spanlift.table(0.0).times.to(dev)          # a range solver at the middle of its range (0.0 is ignored otherwise)
+    table = spanlift.table(0.0)                        # a range solver at the middle of its range (0.0 is ignored otherwise)
+    times = table.times.to(dev)
     with torch.no_grad():
-        op_call = lambda: spanlift.correction(1, X, V, type('T', (), dict(times=times))(), 0.0)
+        op_call = lambda: spanlift.correction(1, X, V, table, 0.0)
         bb_call = lambda: bb(x, times[0].to(x.dtype)).velocity
         f_op, f_bb = _flops(op_call), _flops(bb_call)
         w_op, w_bb = _time(op_call, dev), _time(bb_call, dev)
