@@ -14,8 +14,8 @@ from spanlift_nb.evaluate import compare, results_markdown, fit_range, run_metho
 from spanlift_nb.metrics import class_accuracy
 from spanlift_nb.teacher import guidance_grid
 
-SIZES = dict(digits=dict(n_train=8192, n_val=512, n_test=1024, steps_scalar=300, steps_spanlift=900, batch=128),
-             fashion=dict(n_train=2048, n_val=256, n_test=512, steps_scalar=200, steps_spanlift=500, batch=64))
+SIZES = dict(digits=dict(n_train=8192, n_val=512, n_test=1024), fashion=dict(n_train=2048, n_val=256, n_test=512))   # pairs only:
+# every learned solver trains by the one recipe, `evaluate.SPANLIFT_RECIPE` (via `compare` -> `fit_spanlift`), the same on every data set
 GUIDED = dict(n_train=512, n_val=128, n_test=256, steps_scalar=100, steps_spanlift=200, batch=64)   # per scale; a class-conditional backbone
 RANGE_STEPS = 400                                                                                 # the solver trained over the whole range
 
@@ -80,15 +80,19 @@ def write(a, results: dict, t0: float):
         lines += [f"\n## {name}, NFE {nfe}\n", results_markdown(r['rows']),
                   f"\nTraining pairs: {c['n_train']} (+{c['n_val']} validation), test pairs {c['n_test']}; teacher pairs made in "
                   f"{c['pairs_seconds']:.0f} s. Operator: {oc['params_operator']:,} parameters ({oc['params_ratio']:.3f}x the backbone's), "
-                  f"{oc['flops_ratio']:.3f}x its FLOPs and {oc['wall_ratio']:.3f}x its wall time per step.\n"]
+                  f"{oc['flops_ratio']:.3f}x its FLOPs and {oc['wall_ratio']:.3f}x its wall time per step.\n",
+                  "SpanLift recipe (`evaluate.SPANLIFT_RECIPE`): " + ', '.join(f'{k} {v}' for k, v in c.get('recipe', {}).items() if k not in ('bases', 'schedules')) + ".\n"]
     if mc:
         lines += ["\n## Matched cost: SpanLift at NFE n against NFE n+1\n",
                   "| backbone | SpanLift NFE | SpanLift RMSE | best base at n+1 | learned-scalar at n+1 | operator wall time, in backbone calls |",
                   "|---|---|---|---|---|---|"]
         lines += [f"| {m['backbone']} | {m['spanlift_nfe']} | {m['spanlift']:.4f} | {m['best_base']:.4f} ({m['best_base_name']}) | "
                   f"{m['scalar']:.4f} | {m['overhead_wall']:.2f} |" for m in mc]
-    with atomic_write(a.out, 'w') as f: f.write('\n'.join(lines) + '\n')
-    write_json(Path(a.out).with_suffix('.json'), dict(results={f'{k[0]}@{k[1]}': v for k, v in results.items()}, matched_cost=mc, machine=machine()))
+    old = Path(a.out).read_text() if Path(a.out).exists() else ''
+    kept = [m.group(0) for m in re.finditer(r'<!-- (levers|guided): written by .*?<!-- /\1 -->', old, re.S)]   # sections other scripts write
+    with atomic_write(a.out, 'w') as f: f.write('\n'.join(lines + kept) + '\n')
+    js = Path(a.out).with_suffix('.json'); keep_js = {k: v for k, v in (json.loads(js.read_text()) if js.exists() else {}).items() if k in ('levers', 'machine_guided')}
+    write_json(js, dict(keep_js, results={f'{k[0]}@{k[1]}': v for k, v in results.items()}, matched_cost=mc, machine=machine()))
 
 GUIDED_BEGIN, GUIDED_END = '<!-- guided: written by bench/run.py -->', '<!-- /guided -->'
 

@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/evaluate.html.md"""
 
 # %% ../nbs/08a_evaluate.ipynb #1a37e04f
 from __future__ import annotations
-import time, math
+import time, math, inspect
 from pathlib import Path
 import torch
 from torch import Tensor
@@ -21,8 +21,9 @@ from .teacher import teacher_rmse, psnr
 from .metrics import clf_fid_kid
 
 # %% auto #0
-__all__ = ['DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw', 'score', 'pick_base', 'compare', 'fit_range',
-           'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
+__all__ = ['SPANLIFT_RECIPE', 'OPERATOR_KEYS', 'STAGINGS', 'DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw',
+           'score', 'pick_base', 'spanlift_recipe', 'fit_spanlift', 'compare', 'fit_range', 'results_markdown',
+           'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #e47c2ec2
 def dataset_of(backbone) -> str | None:
@@ -82,17 +83,67 @@ def pick_base(bb, val: TeacherPairs, nfe: int, bases, schedules=(None,)) -> list
             for b in bases if can_spend(b, nfe) for sch in schedules}
     return sorted(errs, key=errs.get)
 
-def _fit_row(method, solver, bb, train, val, test, steps, batch, lr, seed, dev, scorer, progress, **extra):
-    cfg = TrainConfig(steps=steps, batch=batch, lr=lr, val_every=max(steps // 10, 1), seed=seed, scalar_lr=SOLVER_LR['scalar'])
-    fit = fit_solver(solver, bb, train, val, cfg, device=dev, progress=progress)
+def _row(method, fit, bb, train, test, dev, scorer, **extra):
+    "The test row of a fitted solver (a `FitResult`) and its samples"
     xs, n = run_method(bb, test.noise, solver=fit.solver, device=dev, **pairs_kw(test))
-    row = dict(method=method, base=solver.base.name, schedule=solver.config()['schedule'], nfe=n, train_seconds=fit.seconds,
+    row = dict(method=method, base=fit.solver.base.name, schedule=fit.solver.config()['schedule'], nfe=n, train_seconds=fit.seconds,
                val_rmse=fit.best_val, n_train=len(train.noise), **extra, **scorer(xs))
-    return row, fit.solver, xs
+    return row, xs
 
 def _scorer(test, data, fid, seed, decode, metrics):
     "Scores of samples from `test.noise`: `score`, plus the caller's own `metrics(samples, test)`"
     return lambda xs: dict(score(xs, test.target, data, fid, seed, decode), **(metrics(xs, test) if metrics is not None else {}))
+
+# %% ../nbs/08a_evaluate.ipynb #5e1a0c02
+SPANLIFT_RECIPE = dict(bases=BASE_SOLVERS, schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # the base: lowest validation RMSE
+                       staging='scalars-first', # 'scalars-first', 'frozen' (scalars fixed after step 2) or 'joint' (no step 2)
+                       steps_scalar=200, lr_scalar=SOLVER_LR['scalar'], # step 2: the learned scalars alone
+                       steps_spanlift=350, lr_spanlift=SOLVER_LR['spanlift'], scalar_lr=SOLVER_LR['scalar'], # step 3
+                       batch=128, width=32, blocks=3, proposal=False, out_of_span=False) # operator settings (any `SpanLift` option)
+OPERATOR_KEYS = ('width', 'blocks', 'history', 'denoised', 'arch', 'in_span', 'patch', 'proposal', 'out_of_span')
+STAGINGS = ('scalars-first', 'frozen', 'joint')
+
+def spanlift_recipe(**overrides) -> dict:
+    "`SPANLIFT_RECIPE` with `overrides` applied, checked: an unknown setting is an error, not a silent default"
+    bad = sorted(set(overrides) - set(SPANLIFT_RECIPE) - set(OPERATOR_KEYS))
+    if bad: raise ValueError(f"unknown SpanLift recipe setting(s) {', '.join(bad)}; valid: {', '.join(list(SPANLIFT_RECIPE) + [k for k in OPERATOR_KEYS if k not in SPANLIFT_RECIPE])}")
+    r = dict(SPANLIFT_RECIPE, **{k: v for k, v in overrides.items() if v is not None})
+    if r['staging'] not in STAGINGS: raise ValueError(f"Unknown staging {r['staging']!r}; valid: {', '.join(STAGINGS)}")
+    return dict(r, bases=list(r['bases']), schedules=list(r['schedules']))
+
+def _cfg(steps, lr, r, seed, scalar_lr=None) -> TrainConfig:
+    return TrainConfig(steps=steps, batch=r['batch'], lr=lr, scalar_lr=scalar_lr or lr, val_every=max(steps // 10, 1), seed=seed)
+
+def _fit(solver, bb, train, val, cfg, dev, ckpt, resume, progress, recipe):
+    "fit_solver, with the recipe in the checkpoint's metadata where the trainer takes one"
+    kw = dict(meta=dict(recipe=recipe)) if 'meta' in inspect.signature(fit_solver).parameters else {}
+    return fit_solver(solver, bb, train, val, cfg, device=dev, ckpt=ckpt, resume=resume, progress=progress, **kw)
+
+
+# %% ../nbs/08a_evaluate.ipynb #5e1a0c03
+def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, # the backbone, teacher pairs and the NFE budget
+                 base: tuple | str | None = None, # (base, schedule) or a base name; None: picked on `val` (the recipe's bases and grids)
+                 seed: int = 0, ckpt=None, resume: bool = False, # the fits' seed; SpanLift's checkpoint (the scalars': '-scalars' beside it)
+                 device=None, progress: bool = False, scalars: ScalarSolver | None = None, # a fitted learned-scalar solver to start from
+                 guidance_range=None, # (lo, hi): one solver over a range of guidance scales (`train`, `val`: lists of pairs, one per scale)
+                 **overrides) -> tuple: # any `SPANLIFT_RECIPE` key or `SpanLift` operator option
+    "SpanLift trained by the one recipe: the base picked on validation, learned scalars first, then the operator from them; (solver, info)"
+    r = spanlift_recipe(**overrides); bb = load_backbone(backbone); dev = get_device(device); bb.to(dev); t0 = time.time()
+    if guidance_range is not None and base is None: raise ValueError("over a guidance range give the base (base='ipndm' or (base, schedule)): it is picked on one scale's pairs only")
+    b, sch = (pick_base(bb, val, nfe, r['bases'], r['schedules'])[0] if base is None else (base, None) if isinstance(base, str) else tuple(base))
+    r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
+    op, shape, info = {k: r[k] for k in OPERATOR_KEYS if k in r}, sample_shape(bb), dict(recipe=r)
+    sckpt = None if ckpt is None else Path(ckpt).with_name(Path(ckpt).stem + '-scalars' + Path(ckpt).suffix)
+    if r['staging'] == 'joint': sl = SpanLift(b, nfe, bb.path, shape, sch, learn_scalars=True, guidance_range=guidance_range, **op)
+    else:
+        if scalars is None:
+            info['scalar'] = _fit(ScalarSolver(b, nfe, bb.path, sch, guidance_range=guidance_range), bb, train, val, _cfg(r['steps_scalar'], r['lr_scalar'], r, seed), dev, sckpt, resume, progress, r)
+            scalars = info['scalar'].solver
+        sl = SpanLift.from_scalars(scalars, shape, learn_scalars=r['staging'] == 'scalars-first', **op)
+    info['spanlift'] = _fit(sl, bb, train, val, _cfg(r['steps_spanlift'], r['lr_spanlift'], r, seed, r['scalar_lr']), dev, ckpt, resume, progress, r)
+    info['seconds'] = time.time() - t0
+    return info['spanlift'].solver, info
+
 
 # %% ../nbs/08a_evaluate.ipynb #169d3f98
 def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> tuple:
@@ -101,33 +152,30 @@ def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> t
     pairs, test = teacher_pairs(bb, n_train + n_val, seed=seed, cond=cond, **kw), teacher_pairs(bb, n_test, seed=HELD_OUT_SEED, cond=test_cond, **kw)
     return (*pairs.split(n_val), test, time.time() - t0)
 
-def _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer, steps_scalar, steps_spanlift, batch, seed, dev, scorer, progress):
-    "Rows, solvers and samples of the learned-scalar solver and SpanLift over the picked bases (and the transferred operator); SpanLift learns its scalars too, over the best base from the fitted ones"
-    common, rows, solvers, samples = (bb, train, val, test), [], {}, {}
-    row, solvers['scalar'], samples['scalar'] = _fit_row('scalar', ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), *common, steps_scalar,
-                                                          batch, SOLVER_LR['scalar'], seed, dev, scorer, progress)
-    rows.append(row)
-    for j, (b, sch) in enumerate(picks):
-        name = 'spanlift' if j == 0 else f'spanlift-{b}'
-        kw = dict(dict(learn_scalars=True), **(spanlift_kw or {}))
-        sl = (SpanLift.from_scalars(solvers['scalar'], shape, **kw) if j == 0 and kw['learn_scalars']   # starts as the fitted scalars
-              else SpanLift(b, nfe, bb.path, shape, sch, **kw))
-        row, solvers[name], samples[name] = _fit_row('spanlift', sl, *common, steps_spanlift, batch, SOLVER_LR['spanlift'], seed, dev, scorer, progress)
-        rows.append(row)
+def _learned_rows(bb, train, val, test, picks, nfe, recipe, transfer, seed, dev, scorer, progress):
+    "Rows, solvers and samples of the learned-scalar solver over the best base, SpanLift by `fit_spanlift` over each picked base, and the transferred operator"
+    r, rows, solvers, samples = spanlift_recipe(**recipe), [], {}, {}
+    sc = _fit(ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), bb, train, val, _cfg(r['steps_scalar'], r['lr_scalar'], r, seed), dev, None, False, progress, r)
+    row, samples['scalar'] = _row('scalar', sc, bb, train, test, dev, scorer); rows.append(row); solvers['scalar'] = sc.solver
+    for j, pick in enumerate(picks):
+        name = 'spanlift' if j == 0 else f'spanlift-{pick[0]}'
+        sl, info = fit_spanlift(bb, train, val, nfe, base=pick, seed=seed, device=dev, progress=progress, scalars=solvers['scalar'] if j == 0 else None, **recipe)
+        row, samples[name] = _row('spanlift', info['spanlift'], bb, train, test, dev, scorer); rows.append(row); solvers[name] = sl
     if transfer and len(picks) > 1:
         samples['transfer'], n = run_method(bb, test.noise, solver=solvers['spanlift'].with_base(*picks[1]), device=dev, **pairs_kw(test))
         rows.append(dict(method='spanlift', base=picks[1][0], schedule=picks[1][1], transfer_from=picks[0][0], nfe=n, **scorer(samples['transfer'])))
-    return rows, solvers, samples
+    return rows, solvers, samples, info['recipe']
+
 
 # %% ../nbs/08a_evaluate.ipynb #2e362c96
 def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes) and the NFE budget
-            bases=BASE_SOLVERS, # base solvers to report (on their default grids)
+            bases=BASE_SOLVERS, # base solvers to report (on their default grids) and to pick the learned solvers' base from
             base: str = 'best', # the base the learned solvers build on ('best': lowest validation RMSE, grid tuned)
             spanlift_bases: int = 1, # fit SpanLift over this many bases (the best ones, distinct solvers)
-            schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # grids tried when tuning the best base ((None,): default grids)
+            schedules=SPANLIFT_RECIPE['schedules'], # grids tried when tuning the best base ((None,): default grids)
             n_train: int = 4096, n_val: int = 512, n_test: int = 512, # teacher pairs
-            steps_scalar: int = 300, steps_spanlift: int = 600, batch: int = 128, # training
-            spanlift_kw: dict | None = None, # operator settings (width, blocks, history, ...)
+            steps_scalar: int | None = None, steps_spanlift: int | None = None, batch: int | None = None, # training (None: the recipe's)
+            spanlift_kw: dict | None = None, # other `SPANLIFT_RECIPE` settings and operator options (width, blocks, staging, ...)
             transfer: bool = False, # also apply the first SpanLift operator over the second base
             teacher: dict | None = None, cache_dir=None, device=None, fid: bool = True, progress: bool = True,
             seed: int = 0, # seed of the training pairs and fits (the test pairs use HELD_OUT_SEED)
@@ -149,13 +197,13 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
         xs, n = run_method(bb, test.noise, base=b, nfe=nfe, schedule=sch, device=dev, **pairs_kw(test))
         samples[b if sch is None else f'{b}-{sch}'] = xs
         rows.append(dict(method='base', base=b, schedule=sch, **(dict(tuned=True) if sch else {}), nfe=n, **scorer(xs)))
-    learned, solvers, fitted = _learned_rows(bb, train, val, test, picks, nfe, shape, spanlift_kw, transfer, steps_scalar, steps_spanlift, batch,
-                                             seed, dev, scorer, progress)
+    recipe = dict(spanlift_kw or {}, steps_scalar=steps_scalar, steps_spanlift=steps_spanlift, batch=batch, bases=bases, schedules=schedules)
+    learned, solvers, fitted, recipe = _learned_rows(bb, train, val, test, picks, nfe, recipe, transfer, seed, dev, scorer, progress)
     rows += learned + [dict(method='teacher', base=teacher['method'], schedule=None, nfe=test.config.get('nfe'), **scorer(test.target))]
     cost_view = conditioned_view(bb, {k: v[:1].to(dev) for k, v in (test.cond or {}).items()}, guidance, pairs_kw(test)['null'])
     config = dict(backbone=str(backbone), dataset=data, nfe=nfe, base=picks[0][0], schedule=picks[0][1], bases=list(bases),
-                  n_train=n_train, n_val=n_val, n_test=n_test, steps_scalar=steps_scalar, steps_spanlift=steps_spanlift, batch=batch,
-                  teacher=teacher, spanlift=solvers['spanlift'].hparams, operator_cost=operator_cost(solvers['spanlift'], cost_view),
+                  n_train=n_train, n_val=n_val, n_test=n_test, steps_scalar=recipe['steps_scalar'], steps_spanlift=recipe['steps_spanlift'], batch=recipe['batch'],
+                  teacher=teacher, spanlift=solvers['spanlift'].hparams, recipe=recipe, operator_cost=operator_cost(solvers['spanlift'], cost_view),
                   pairs_seconds=t_pairs, seed=seed, guidance=guidance, device=str(dev), torch=torch.__version__)
     return dict(rows=rows, config=config, solvers=solvers, samples=dict(samples, **fitted), test=test, backbone=bb)
 
@@ -236,7 +284,7 @@ def save_figure(fig, path):
     return Path(path)
 
 # %% ../nbs/08a_evaluate.ipynb #8884e6ae
-DEMO_SIZES = dict(full=dict(n_train=3072, n_val=256, n_test=512, steps_scalar=200, steps_spanlift=350),
+DEMO_SIZES = dict(full=dict(n_train=3072, n_val=256, n_test=512, steps_scalar=SPANLIFT_RECIPE['steps_scalar'], steps_spanlift=SPANLIFT_RECIPE['steps_spanlift']),
                   quick=dict(n_train=1024, n_val=256, n_test=256, steps_scalar=60, steps_spanlift=120))
 
 def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=None, out='spanlift-demo',

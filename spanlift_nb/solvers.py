@@ -16,9 +16,9 @@ from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe, c
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'grid_uniform', 'grid_quadratic',
-           'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint', 'rk4', 'ipndm',
-           'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step', 'run_table',
-           'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
+           'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint', 'rk4', 'ipndm_v',
+           'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step',
+           'run_table', 'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
 # %% ../nbs/03_solvers.ipynb #7935379f
 def _finish(path, inner, n):
@@ -117,9 +117,12 @@ def rk4(model, x, grid, callback=None):
 # %% ../nbs/03_solvers.ipynb #bd54a98e
 AB_COEFS = ([1.], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 24, 37 / 24, -9 / 24])
 
-def ipndm(model, x, grid, callback=None, max_order: int = 4):
-    "iPNDM: Adams-Bashforth on the velocity with fixed-step coefficients, warming up from Euler"
+def _check_ab_order(max_order):
     if not 1 <= max_order <= 4: raise ValueError(f"iPNDM max_order must be 1..4, got {max_order}")
+
+def ipndm_v(model, x, grid, callback=None, max_order: int = 4):
+    "AB4 on the velocity: Adams-Bashforth in (x, t) with fixed-step coefficients, warming up from Euler"
+    _check_ab_order(max_order)
     hist = []
     for i in range(len(grid) - 1):
         out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
@@ -127,6 +130,24 @@ def ipndm(model, x, grid, callback=None, max_order: int = 4):
         coefs = AB_COEFS[len(hist) - 1]
         x = x + (grid[i + 1] - grid[i]) * sum(c * v for c, v in zip(coefs, hist))
     return x
+
+
+# %% ../nbs/03_solvers.ipynb #c3a9e2d4
+def ipndm(model, x, grid, callback=None, max_order: int = 4):
+    "iPNDM as DEIS and diff-sampler define it: Adams-Bashforth on eps in (x/alpha, sigma/alpha), warming up from DDIM"
+    _check_ab_order(max_order)
+    p, hist = model.path, []
+    for i in range(len(grid) - 1):
+        s, t = grid[i], grid[i + 1]
+        out = model(x, s); _emit(callback, i, x, s, out)
+        hist = [out.eps] + hist[:max_order - 1]
+        a_s, a_t, sig_s, sig_t = p.alpha(s), p.alpha(t), p.sigma(s), p.sigma(t)
+        if float(torch.as_tensor(a_s).detach()) == 0.0:        # a flow path's start, x/alpha infinite: the data-form DDIM step
+            x = _exp_step(model, x, s, t, out.denoised); continue
+        e = sum(c * h for c, h in zip(AB_COEFS[len(hist) - 1], hist))
+        x = (a_t / a_s) * x + (sig_t - a_t * sig_s / a_s) * e    # alpha_t * [x/alpha + (sigma_t/alpha_t - sigma_s/alpha_s) e]
+    return x
+
 
 # %% ../nbs/03_solvers.ipynb #9c6721cb
 def _lam(model, t):
@@ -395,7 +416,8 @@ SOLVERS = {s.name: s for s in [
     Solver('dpmpp_2m', dpmpp_2m, 2, _min_steps(2), 'DPM-Solver++(2M), needs nfe >= 2'),
     Solver('dpmpp_3m', dpmpp_3m, 2, _min_steps(3), "DPM-Solver++(3M), needs nfe >= 3; order 3 with weight='taylor'",
            order_of=lambda kw: 3 if kw.get('weight') == 'taylor' else 2),
-    Solver('ipndm', ipndm, 2, lambda s: s, 'iPNDM, Adams-Bashforth up to 4 steps; attains order 2 (Euler warm-up)'),
+    Solver('ipndm', ipndm, 2, lambda s: s, 'iPNDM (DEIS, diff-sampler): AB up to 4 steps on eps in (x/alpha, sigma/alpha); DDIM warm-up'),
+    Solver('ipndm_v', ipndm_v, 2, lambda s: s, 'AB4 on the velocity: iPNDM\'s coefficients in (x, t); attains order 2 (Euler warm-up)'),
     Solver('unipc', unipc, 3, _min_steps(2), 'UniPC-bh2 with order=2: attains 3 with its free corrector; needs nfe >= 2',
            order_of=lambda kw: kw.get('order', 2) + 1),
 ]}
@@ -408,7 +430,7 @@ def get_solver(name, **options) -> Solver:
     return s.variant(**options) if options else s
 
 # %% ../nbs/03_solvers.ipynb #26c8b4c1
-BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm')   # the base solvers a comparison reports and picks from
+BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm_v')   # the base solvers a comparison reports and picks from
 
 # %% ../nbs/03_solvers.ipynb #528a87e9
 def sample(model, # a Backbone, nn.Module or callable v(x, t) (flow matching, t=1 noise)

@@ -13,7 +13,7 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from fastcore.basics import patch
 from .core import GaussianPath, ModelOutput, as_backbone, append_dims, timestep_embedding, guidance_scale
-from .solvers import SpanTable
+from .solvers import SpanTable, table_step
 from .span import project_onto_span
 from .scalar import LearnedSolver, ScalarSolver
 
@@ -112,16 +112,20 @@ class SpanLift(LearnedSolver):
                  width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None,
                  in_span: bool = False, # project the correction onto its row's buffer span, per sample (a control)
                  patch: int | None = None, # the operator's working resolution (see `ResidualOperator`); None: `default_patch(shape)`
-                 guidance_range=None): # (lo, hi): one solver for every guidance scale in the range, the scale an input
+                 guidance_range=None, # (lo, hi): one solver for every guidance scale in the range, the scale an input
+                 proposal: bool = False, # also feed the operator the base's proposed new state and the step size
+                 out_of_span: bool = False): # keep only the correction's part orthogonal to its row's buffer span, per sample
         super().__init__()
+        if in_span and out_of_span: raise ValueError("in_span and out_of_span exclude each other: pick one")
         self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars, guidance_range=guidance_range)
         self.shape, self.history, self.denoised, self.in_span, self.strength = tuple(shape), history, denoised, in_span, 1.0
+        self.proposal, self.out_of_span = proposal, out_of_span
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
         patch = (default_patch(self.shape) if arch == 'conv' else 1) if patch is None else patch
-        self.op = ResidualOperator(self.shape[0], 1 + history + int(denoised), width, blocks, arch=arch, patch=patch,
+        self.op = ResidualOperator(self.shape[0], 1 + history + int(denoised) + 2 * int(proposal), width, blocks, arch=arch, patch=patch,
                                    scale_input=self.guidance_range is not None)
         self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch,
-                            learn_scalars=learn_scalars, in_span=in_span, patch=patch)
+                            learn_scalars=learn_scalars, in_span=in_span, patch=patch, proposal=proposal, out_of_span=out_of_span)
 
     @property
     def path(self): return self.scalar.path
@@ -133,15 +137,24 @@ class SpanLift(LearnedSolver):
     def guidance_range(self): return self.scalar.guidance_range
     def table(self, u: float | None = None) -> SpanTable: return self.scalar.table(u)
 
-    def correction(self, k: int, X: list, V: list, table: SpanTable, u: float | None = None) -> Tensor: # u: see `ScalarSolver.position`
-        "The operator's term for new state k: h_k * s_k * R_phi(buffer); with `in_span`, its projection onto span{X, V}"
-        p = self.path
-        feats, scale = buffer_features(X, V, k, p, table.times, self.history, self.denoised)
-        t_prev, t_next = step_span(table.times, k, p.t_min)
-        pos = lambda t: ((t - p.t_min) / (p.t_max - p.t_min)).to(feats.dtype).expand(feats.shape[0])
-        w = None if self.guidance_range is None else feats.new_full((feats.shape[0],), float(self.scalar.scale_features(u)[0]))   # u, checked
-        c = self.strength * (t_next - t_prev).to(feats.dtype) * scale * self.op(feats, pos(t_prev), pos(t_next), k, w)
-        return project_onto_span(c, X + V)[0] if self.in_span else c
+
+# %% ../nbs/06_spanlift.ipynb #b7e1c0a1
+@patch
+def correction(self: SpanLift, k: int, X: list, V: list, table: SpanTable, u: float | None = None) -> Tensor: # u: see `ScalarSolver.position`
+    "The operator's term for new state k: h_k * s_k * R_phi(buffer); projected onto span{X, V} (`in_span`) or off it (`out_of_span`)"
+    p = self.path
+    feats, scale = buffer_features(X, V, k, p, table.times, self.history, self.denoised)
+    t_prev, t_next = step_span(table.times, k, p.t_min)
+    h = (t_next - t_prev).to(feats.dtype)
+    if self.proposal:                     # the base's own new state, normalised, and the step size as a constant channel
+        prop = table_step(table, k, X, V)
+        feats = torch.cat([feats, prop / _rms(prop), torch.full_like(prop, float(h))], 1)
+    pos = lambda t: ((t - p.t_min) / (p.t_max - p.t_min)).to(feats.dtype).expand(feats.shape[0])
+    w = None if self.guidance_range is None else feats.new_full((feats.shape[0],), float(self.scalar.scale_features(u)[0]))   # u, checked
+    c = self.strength * h * scale * self.op(feats, pos(t_prev), pos(t_next), k, w)
+    if self.in_span: return project_onto_span(c, X + V)[0]
+    return project_onto_span(c, X + V)[1] if self.out_of_span else c
+
 
 # %% ../nbs/06_spanlift.ipynb #c94efd37
 @patch
@@ -169,7 +182,7 @@ def config(self: SpanLift) -> dict:
 def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
     return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
                c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False),
-               c.get('patch', 1), c.get('guidance_range'))   # checkpoints from before the working resolution ran at full resolution
+               c.get('patch', 1), c.get('guidance_range'), c.get('proposal', False), c.get('out_of_span', False))   # a key an older config lacks: the setting it was trained with
 
 @patch(cls_method=True)
 def from_scalars(cls: SpanLift, scalar: ScalarSolver, # a fitted learned-scalar solver
@@ -201,9 +214,10 @@ def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
     bb = as_backbone(model); dev = next(spanlift.op.parameters()).device
     x = torch.randn(batch, *spanlift.shape, device=dev)
     X, V = [x] * 2, [x] * 2
-    times = spanlift.table(0.0).times.to(dev)          # a range solver at the middle of its range (0.0 is ignored otherwise)
+    table = spanlift.table(0.0)                        # a range solver at the middle of its range (0.0 is ignored otherwise)
+    times = table.times.to(dev)
     with torch.no_grad():
-        op_call = lambda: spanlift.correction(1, X, V, type('T', (), dict(times=times))(), 0.0)
+        op_call = lambda: spanlift.correction(1, X, V, table, 0.0)
         bb_call = lambda: bb(x, times[0].to(x.dtype)).velocity
         f_op, f_bb = _flops(op_call), _flops(bb_call)
         w_op, w_bb = _time(op_call, dev), _time(bb_call, dev)

@@ -1,9 +1,9 @@
-"Our DPM-Solver++(3M) and UniPC against diffusers' schedulers, step for step, on exact Gaussian backbones (VP eps and flow)."
+"Our DPM-Solver++(3M), UniPC, Euler and Heun against diffusers' schedulers, and iPNDM against the reference loop, step for step, on exact Gaussian backbones."
 import pytest
 import torch
 from spanlift_nb.core import GaussianPath
 from spanlift_nb.analytic import gaussian_backbone
-from spanlift_nb.solvers import sample, get_solver
+from spanlift_nb.solvers import sample, get_solver, make_grid
 
 d = pytest.importorskip('diffusers')
 from spanlift_nb.adapters import scheduler_grid, vp_alphas_cumprod
@@ -77,3 +77,64 @@ def test_dpmpp_3m_matches_diffusers(kind, steps):
     scale = float(ref[-1].abs().max())
     assert max_diff(mine[-1], ref[-1]) < 1e-5 * scale        # diffusers keeps its sigmas in float32
     assert max_diff(taylor[-1], ref[-1]) > 1e-3 * scale      # the 2*phi_3 weight is not diffusers' method
+
+# iPNDM as DEIS and diff-sampler write it: their loop runs in the EDM variables x^ = x/alpha, s^ = sigma/alpha, with
+# d = (x^ - D)/s^ (= eps) and the fixed Adams-Bashforth coefficients by order min(i + 1, 4). Written out step by step
+# here, independent of `solvers.ipndm`, on the exact Gaussian of each path (no diffusers scheduler implements iPNDM).
+AB = {1: [1.], 2: [3 / 2, -1 / 2], 3: [23 / 12, -16 / 12, 5 / 12], 4: [55 / 24, -59 / 24, 37 / 24, -9 / 24]}
+
+def ipndm_reference(bb, x, grid):
+    "diff-sampler's `get_ipndm` loop in (x^, s^); a flow path's start (alpha = 0) takes DDIM in data form: x = sigma_t x + alpha_t D"
+    p, buf, xh = bb.path, [], None
+    for i in range(len(grid) - 1):
+        t_cur, t_next = grid[i], grid[i + 1]
+        a_c, s_c, a_n, s_n = (float(f(torch.tensor(u, dtype=torch.float64))) for u in (t_cur, t_next) for f in (p.alpha, p.sigma))
+        x_cur = x if xh is None else a_c * xh
+        den = bb(x_cur, torch.tensor(t_cur, dtype=torch.float64)).denoised
+        if a_c == 0.0:                                   # t = 1 on a flow path: x^ is infinite, eps = x
+            d_cur, xh = x_cur, (s_n * x_cur + a_n * den) / a_n
+        else:
+            xc = x_cur / a_c
+            d_cur = (xc - den) / (s_c / a_c)
+            order = min(4, len(buf) + 1)
+            upd = AB[order][0] * d_cur + sum(c * b for c, b in zip(AB[order][1:], reversed(buf)))
+            xh = xc + (s_n / a_n - s_c / a_c) * upd
+        buf = (buf + [d_cur])[-3:]
+    return a_n * xh
+
+@pytest.mark.parametrize('kind', ['vp', 'flow', 'edm'])
+@pytest.mark.parametrize('steps', [3, 4, 6, 10])
+def test_ipndm_matches_reference(kind, steps):
+    "`ipndm` is the reference loop to round-off on VP (eps), flow and EDM exact Gaussians; `ipndm_v` (AB on the velocity) is another method off EDM"
+    path = dict(vp=GaussianPath('vp'), flow=GaussianPath('flow'), edm=GaussianPath('edm', t_max=80.0, t_min=0.002))[kind]
+    bb = gaussian_backbone(MEAN, SCALE, path)
+    x = NOISE * path.sigma(torch.tensor(path.t_max, dtype=torch.float64))
+    g = make_grid(None, path, steps)
+    ref = ipndm_reference(bb, x, g.tolist())
+    mine, vel = sample(bb, x, 'ipndm', steps, grid=g), sample(bb, x, 'ipndm_v', steps, grid=g)
+    scale = float(ref.abs().max())
+    assert max_diff(mine, ref) < 1e-9 * scale
+    if kind == 'edm': assert max_diff(vel, ref) < 1e-9 * scale          # alpha = 1, sigma = t: the two coincide
+    else: assert max_diff(vel, ref) > 1e-4 * scale
+
+def test_ipndm_beats_ipndm_v_on_the_vp_gaussian():
+    "On an exact VP Gaussian at 3 and 4 NFE, iPNDM in the exponential-integrator variables is several times closer to the exact endpoint"
+    path = GaussianPath('vp'); bb = gaussian_backbone(MEAN, SCALE, path)
+    exact = bb.net.solve(NOISE, path.t_max, path.t_min)
+    err = lambda name, n: float((sample(bb, NOISE, name, n) - exact).pow(2).mean().sqrt())
+    for n in (3, 4): assert err('ipndm', n) < 0.5 * err('ipndm_v', n), (n, err('ipndm', n), err('ipndm_v', n))
+
+@pytest.mark.parametrize('name,cls', [('euler', 'FlowMatchEulerDiscreteScheduler'), ('heun', 'FlowMatchHeunDiscreteScheduler')])
+@pytest.mark.parametrize('steps', [3, 5])
+def test_flow_euler_heun_match_diffusers(name, cls, steps):
+    "diffusers' flow-matching Euler and Heun schedulers (shift 1) are our `euler` and `heun` (last step Euler) on their sigma grid"
+    bb = backbone('flow')
+    sch = getattr(d, cls)(shift=1.0); sch.set_timesteps(steps)
+    x = NOISE.clone()
+    for t in sch.timesteps:
+        cur = sch.sigmas[sch.step_index if sch.step_index is not None else 0].double()
+        x = sch.step(bb(x, cur).velocity, t, x).prev_sample
+    grid = torch.tensor(sorted(set(sch.sigmas.double().tolist()), reverse=True), dtype=torch.float64)
+    mine = sample(bb, NOISE, name, len(sch.timesteps), grid=grid)
+    assert max_diff(mine, x) < 1e-6 * float(x.abs().max())        # diffusers keeps its sigmas in float32
+    if name == 'heun': assert max_diff(sample(bb, NOISE, 'euler', len(grid) - 1, grid=grid), x) > 1e-3   # the test can tell the two apart

@@ -1,0 +1,108 @@
+"""One lever of the SpanLift recipe, one seed, on one shipped backbone at one NFE: fit and score it on fixed teacher pairs.
+
+    python bench/levers.py digits-flow recipe 0          # writes bench/LEVERS/digits-flow-nfe3-recipe-s0.json
+    python bench/levers.py fashion-flow proposal 1
+
+Every run uses the same pairs (seed 0: digits-flow 1024 training pairs and 256 for validation, a lever may use the first
+n_train of them; 512 test pairs at HELD_OUT_SEED; fashion-flow: 256 pairs at seed 0 to score the base solvers on) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
+in what they change. `bench/levers_report.py` gathers the JSON files into tables. Settings: `LEVERS` below."""
+import argparse, json, os, sys, time
+from pathlib import Path
+import torch
+from spanlift_nb.core import sample_shape, write_json, get_device
+from spanlift_nb.zoo import load_backbone
+from spanlift_nb.teacher import teacher_pairs, teacher_rmse, HELD_OUT_SEED
+from spanlift_nb.solvers import BASE_SOLVERS, sample
+from spanlift_nb.evaluate import pick_base, run_method, pairs_kw
+from spanlift_nb.scalar import ScalarSolver
+from spanlift_nb.spanlift import SpanLift, operator_cost
+from spanlift_nb.train import fit_solver, TrainConfig
+
+OUT = Path(__file__).parent / 'LEVERS'
+CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift-nb'))
+N_POOL = dict(digits=1024, fashion=256)        # training pairs made once per backbone; levers use the first n_train
+N_VAL, N_TEST = dict(digits=256, fashion=0), 512
+BASE = dict(n_train=None, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
+            op=dict(width=32, blocks=3))
+LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging='joint', steps=550),
+          'proposal': dict(op=dict(width=32, blocks=3, proposal=True)), 'out_of_span': dict(op=dict(width=32, blocks=3, out_of_span=True)),
+          'w16b2': dict(op=dict(width=16, blocks=2)), 'w64b3': dict(op=dict(width=64, blocks=3)), 'w32b6': dict(op=dict(width=32, blocks=6)),
+          'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
+          'steps700b64': dict(steps=700, batch=64)}
+SHORT = dict(scalar_steps=100, steps=120, batch=32)   # 'short-<lever>': the same lever on a budget of about a twelfth of the recipe's (CPU-bound sweeps)
+LEVERS.update({f'short-{k}': {**v, **SHORT, **(dict(steps=220) if k == 'joint' else {})} for k, v in LEVERS.items() if not k.startswith('steps')})
+
+def pairs(bb, name):
+    "(train pool, validation, test) teacher pairs of `name`, cached"
+    data = name.split('-')[0]; shape = sample_shape(bb)
+    pool = teacher_pairs(bb, N_POOL[data] + N_VAL[data], seed=0, shape=shape, progress=False)
+    if not N_VAL[data]: return None, None, pool            # fashion: the base solvers only, scored on these pairs
+    test = teacher_pairs(bb, N_TEST, seed=HELD_OUT_SEED, shape=shape, progress=False)
+    return pool[:N_POOL[data]], pool[-N_VAL[data]:], test
+
+def base_pick(bb, name, val, nfe):
+    f = CACHE / f'levers-base-{name}-{nfe}.json'
+    if f.exists(): return tuple(json.loads(f.read_text()))
+    b = pick_base(bb, val, nfe, BASE_SOLVERS, ('uniform', 'quadratic', 'karras', 'logsnr'))[0]
+    f.write_text(json.dumps(b)); return tuple(b)
+
+def scalars(bb, name, train, val, nfe, b, s, seed, n_train):
+    "The learned-scalar solver (cached per backbone, NFE, seed and number of pairs) and its fit seconds"
+    f = CACHE / f'levers-scalar-{name}-{nfe}-{b[0]}-{b[1]}-s{seed}-n{n_train}-{s["scalar_steps"]}-b{s["batch"]}.pt'
+    sol = ScalarSolver(b[0], nfe, bb.path, b[1])
+    if f.exists():
+        d = torch.load(f); sol.load_state_dict(d['state']); return sol.eval(), d['seconds'], d['val']
+    cfg = TrainConfig(steps=s['scalar_steps'], batch=s['batch'], lr=s['scalar_lr'], scalar_lr=s['scalar_lr'], val_every=max(s['scalar_steps'] // 10, 1), seed=seed)
+    fit = fit_solver(sol, bb, train, val, cfg, progress=False)
+    torch.save(dict(state=fit.solver.state_dict(), seconds=fit.seconds, val=fit.best_val), f)
+    return fit.solver, fit.seconds, fit.best_val
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases']); ap.add_argument('seed', type=int)
+    ap.add_argument('--nfe', type=int, default=3)
+    a = ap.parse_args(); torch.set_num_threads(1)
+    out = OUT / f'{a.backbone}-nfe{a.nfe}-{a.lever}-s{a.seed}.json'
+    if out.exists(): print('exists', out); return
+    bb = load_backbone(a.backbone); t0 = time.time()
+    train_pool, val, test = pairs(bb, a.backbone)
+    if a.lever == 'bases': return write_json(out, bases_table(bb, test))
+    if a.lever == 'teacher': return write_json(out, cheap_teacher(bb, test))
+    s = dict(BASE, **LEVERS[a.lever]); s['n_train'] = s['n_train'] or len(train_pool); train = train_pool[:s['n_train']]
+    b = base_pick(bb, a.backbone, val, a.nfe)
+    sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
+    sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target)
+    if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), b[1], learn_scalars=True, **s['op'])
+    else: sl = SpanLift.from_scalars(sc, sample_shape(bb), learn_scalars=s['staging'] != 'frozen', **s['op'])
+    cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed)
+    fit = fit_solver(sl, bb, train, val, cfg, progress=False)
+    xs = run_method(bb, test.noise, solver=fit.solver)[0]
+    tr = run_method(bb, train.noise[:512], solver=fit.solver)[0]
+    cost = operator_cost(fit.solver, bb)
+    r = dict(backbone=a.backbone, nfe=a.nfe, lever=a.lever, seed=a.seed, settings=s, base=list(b), scalar_rmse=sc_rmse, scalar_seconds=sc_sec,
+             spanlift_rmse=teacher_rmse(xs, test.target), spanlift_train_rmse=teacher_rmse(tr, train.target[:512]), spanlift_val=fit.best_val,
+             spanlift_seconds=fit.seconds, cost=cost, wall=time.time() - t0, torch=torch.__version__)
+    r['ratio'] = r['spanlift_rmse'] / sc_rmse
+    print(json.dumps({k: v for k, v in r.items() if k not in ('settings', 'cost')})); write_json(out, r)
+
+def bases_table(bb, test):
+    "Teacher RMSE of every base solver at NFE 3 to 6 on its default grid (the held-out pairs)"
+    from spanlift_nb.solvers import SOLVERS
+    from spanlift_nb.evaluate import can_spend
+    rows = []
+    for name in [n for n in SOLVERS if n.startswith('ipndm')] + ['euler', 'dpmpp_2m']:
+        for nfe in range(3, 7):
+            if not can_spend(name, nfe): continue
+            t = time.time(); xs = run_method(bb, test.noise, base=name, nfe=nfe)[0]
+            rows.append(dict(base=name, nfe=nfe, rmse=teacher_rmse(xs, test.target), seconds=time.time() - t))
+    return dict(rows=rows)
+
+def cheap_teacher(bb, test):
+    "Endpoint error of fixed-step RK4 teachers against the dopri5 targets (tolerance for use as a teacher: 0.1 x SpanLift's RMSE)"
+    rows = []
+    for steps in (4, 8, 16):
+        t = time.time(); xs = sample(bb, test.noise, 'rk4', 4 * steps)
+        rows.append(dict(method='rk4', steps=steps, nfe=4 * steps, rmse_vs_dopri5=teacher_rmse(xs, test.target), seconds=time.time() - t))
+    return dict(rows=rows, dopri5_nfe=test.config.get('nfe'))
+
+if __name__ == '__main__': main()
