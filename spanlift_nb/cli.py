@@ -7,13 +7,12 @@ Docs: https://spanlift.github.io/spanlift-nb/cli.html.md"""
 # %% ../nbs/09_cli.ipynb #2695d94f
 from __future__ import annotations
 import sys, os, re, json as _json, argparse, contextlib, traceback
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 import numpy as np
 import torch
 from fastcore.script import anno_parser
-from .core import sample_shape, get_device, atomic_write, parse_guidance, weights_hash
+from .core import sample_shape, get_device, atomic_write, parse_guidance
 from .zoo import load_backbone, save
 from .teacher import HELD_OUT_SEED
 
@@ -190,13 +189,19 @@ def _lr(lr):
     if lr is not None and not (np.isfinite(lr) and lr > 0): raise ValueError(f"--lr must be a positive number, got {lr}")
     return lr
 
-def _solver(method: str, base: str, nfe: int, bb, shape, width: int, blocks: int, rng, seed: int):
-    "The untrained solver of `fit-solver`, its operator initialised from `seed` (the global generator is left as it was)"
-    from spanlift_nb.scalar import ScalarSolver; from spanlift_nb.spanlift import SpanLift
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return (SpanLift(base, nfe, bb.path, shape, width=width, blocks=blocks, guidance_range=rng) if method == 'spanlift'
-                else ScalarSolver(base, nfe, bb.path, guidance_range=rng))
+def _recipe_options(method: str, steps, scalar_steps, staging, batch, lr, width, blocks) -> dict:
+    "The recipe settings `fit-solver` was given (the others keep `evaluate.SPANLIFT_RECIPE`'s), checked before any work"
+    from spanlift_nb.evaluate import spanlift_recipe
+    for flag, v in (('--steps', steps), ('--scalar-steps', scalar_steps), ('--batch', batch), ('--width', width), ('--blocks', blocks)):
+        if v is not None: _positive(flag, v)
+    if method == 'scalar' and any(v is not None for v in (scalar_steps, staging, width, blocks)):
+        raise ValueError("--scalar-steps, --staging, --width and --blocks are SpanLift settings: drop them with --method scalar")
+    sl = method == 'spanlift'
+    over = dict(steps_spanlift=steps if sl else None, steps_scalar=scalar_steps if sl else steps, staging=staging, batch=batch,
+                width=width, blocks=blocks, **{'lr_spanlift' if sl else 'lr_scalar': None if lr is None else _lr(lr)})
+    over = {k: v for k, v in over.items() if v is not None}
+    spanlift_recipe(**over)                              # an unknown staging: one line, before any pair is made
+    return over
 
 def _fit_pairs(bb, pairs: int, val: int, guidance, rng, seed: int, shape, device):
     "(train, validation) teacher pairs of `fit-solver`: one set, or for a range a set at each of GUIDANCE_GRID scales over it"
@@ -206,53 +211,46 @@ def _fit_pairs(bb, pairs: int, val: int, guidance, rng, seed: int, shape, device
     n, nv = max(pairs // GUIDANCE_GRID, 1), max(val // GUIDANCE_GRID, 1)
     return map(list, zip(*[p.split(nv) for p in range_pairs(bb, n + nv, rng, **kw)]))
 
-def _resume_check(out, solver, cfg, bb, shape, guidance, rng, pairs: int, val: int):
-    "Refuse to resume checkpoint `out` with other settings than it records, before any pair is made"
-    from spanlift_nb.train import check_resume
-    from spanlift_nb.teacher import GUIDANCE_GRID
-    per = lambda k: k if rng is None else max(k // GUIDANCE_GRID, 1) * GUIDANCE_GRID       # a range spreads the pairs over its scales
-    check_resume(out, dict(solver=solver.config(), train=asdict(cfg), backbone=weights_hash(bb), shape=list(shape),
-                           guidance=list(rng) if rng else guidance, n_train=per(pairs), n_val=per(val)))
-
 # %% ../nbs/09_cli.ipynb #92cf3a44
 def fit_solver(backbone: str = None, # backbone SPEC
-               method: str = 'spanlift', # 'spanlift' or 'scalar'
-               base: str = 'euler', # the base solver
+               method: str = 'spanlift', # 'spanlift' (the recipe: learned scalars first, then the operator) or 'scalar' (its first stage)
+               base: str = None, # the base solver (default: the recipe's pick on validation pairs)
                nfe: int = 3, # NFE budget
-               out: str = None, # checkpoint to write (.safetensors + .json)
+               out: str = None, # checkpoint to write (.safetensors + .json; SpanLift's scalars go beside it as NAME-scalars)
                resume: bool = False, # continue from --out if it exists (with the settings it was started with)
                ckpt_every: int = 200, # write the checkpoint every N steps: a killed run loses at most N
                pairs: int = 4096, # teacher pairs to train on (over a guidance range: in all, spread evenly over its scales)
-               val: int = 512, # held-out teacher pairs for validation and early stopping (likewise)
-               steps: int = 600, # optimiser steps
-               batch: int = 128, # global batch
-               lr: float = None, # learning rate (default: the method's, train.SOLVER_LR)
-               width: int = 32, # SpanLift operator width
-               blocks: int = 3, # SpanLift operator blocks
+               val: int = 512, # held-out teacher pairs for validation, early stopping and the choice of base (likewise)
+               steps: int = None, # optimiser steps of the method's stage (default: the recipe's)
+               scalar_steps: int = None, # steps of SpanLift's first stage, the learned scalars (default: the recipe's)
+               staging: str = None, # SpanLift: 'scalars-first' (default), 'frozen' (scalars fixed after stage 1) or 'joint' (no stage 1)
+               batch: int = None, # global batch (default: the recipe's)
+               lr: float = None, # learning rate of the method's stage (default: the recipe's)
+               width: int = None, # SpanLift operator width (default: the recipe's)
+               blocks: int = None, # SpanLift operator blocks (default: the recipe's)
                seed: int = 0, # seed of the training pairs, the solver's initialisation and the batches (not teacher.HELD_OUT_SEED)
                guidance: str = None, # classifier-free guidance (class-conditional backbones): a scale w, or a range lo:hi for one solver over it
                null_class: int = None, # the class embedding that means "no class", for guidance on a diffusers folder
                device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                json: bool = False): # print a JSON summary
-    "Fit a learned-scalar solver or SpanLift to a backbone by endpoint teacher matching"
-    from spanlift_nb.train import fit_solver as _fit, TrainConfig, init_distributed, SOLVER_LR
+    "Fit SpanLift by the package's one recipe (evaluate.SPANLIFT_RECIPE), or its learned-scalar stage alone, by endpoint teacher matching"
+    from spanlift_nb.train import init_distributed; from spanlift_nb.evaluate import fit_spanlift, fit_scalars
     if method not in ('spanlift', 'scalar'): raise ValueError(f"Unknown method {method!r}; valid: spanlift, scalar")
-    for flag, v in (('--nfe', nfe), ('--pairs', pairs), ('--val', val), ('--steps', steps), ('--batch', batch), ('--width', width),
-                    ('--blocks', blocks), ('--ckpt-every', ckpt_every)): _positive(flag, v)
+    for flag, v in (('--nfe', nfe), ('--pairs', pairs), ('--val', val), ('--ckpt-every', ckpt_every)): _positive(flag, v)
+    over = _recipe_options(method, steps, scalar_steps, staging, batch, lr, width, blocks)   # checked before any work
     if seed == HELD_OUT_SEED: raise ValueError(f"--seed {seed} is the held-out seed every eval draws its test noise from (teacher.HELD_OUT_SEED): train with another")
-    out, lr, device = _need(out, '--out'), _lr(lr), _device(device)
+    out, device = _need(out, '--out'), _device(device)
     if not str(out).endswith('.safetensors'): raise ValueError(f"--out must end in .safetensors, got {out!r}")
-    _writable(out)
+    _writable(out); fit = fit_spanlift if method == 'spanlift' else fit_scalars
     rank, world = init_distributed()                     # under torchrun: join first, so each rank picks its own GPU
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
     bb = _backbone(backbone, device, null_class); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
     rng = guidance if isinstance(guidance, tuple) else None
-    solver = _solver(method, base, nfe, bb, shape, width, blocks, rng, seed)
-    cfg = TrainConfig(steps=steps, batch=batch, lr=SOLVER_LR[method] if lr is None else lr, val_every=max(steps // 10, 1), seed=seed, ckpt_every=ckpt_every)
-    if resume and Path(out).exists(): _resume_check(out, solver, cfg, bb, shape, guidance, rng, pairs, val)   # before any pair is made
     tr, va = _fit_pairs(bb, pairs, val, guidance, rng, seed, shape, device)
-    r = _fit(solver, bb, tr, va, cfg, device=device, ckpt=out, resume=resume)
-    return dict(out=str(out), method=method, base=base, nfe=nfe, guidance=list(rng) if rng else guidance, val_rmse=r.best_val, steps=r.step, seconds=r.seconds)
+    solver, info = fit(bb, tr, va, nfe, base=base, seed=seed, ckpt=out, resume=resume, device=device, progress=True, guidance_range=rng, ckpt_every=ckpt_every, **over)
+    r, rec = info[method], info['recipe']
+    return dict(out=str(out), method=method, base=rec['base'], schedule=rec['schedule'], nfe=nfe, guidance=list(rng) if rng else guidance,
+                val_rmse=r.best_val, steps=r.step, seconds=r.seconds, recipe=rec)
 
 # %% ../nbs/09_cli.ipynb #a1605e9a
 def _method(bb, solver, base, nfe):

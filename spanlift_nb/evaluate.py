@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/evaluate.html.md"""
 
 # %% ../nbs/08a_evaluate.ipynb #1a37e04f
 from __future__ import annotations
-import time, math, inspect
+import time, math
 from pathlib import Path
 import torch
 from torch import Tensor
@@ -22,8 +22,8 @@ from .metrics import clf_fid_kid
 
 # %% auto #0
 __all__ = ['SPANLIFT_RECIPE', 'OPERATOR_KEYS', 'STAGINGS', 'DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw',
-           'score', 'pick_base', 'spanlift_recipe', 'fit_spanlift', 'compare', 'fit_range', 'results_markdown',
-           'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
+           'score', 'pick_base', 'spanlift_recipe', 'fit_scalars', 'fit_spanlift', 'compare', 'fit_range',
+           'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #e47c2ec2
 def dataset_of(backbone) -> str | None:
@@ -111,39 +111,58 @@ def spanlift_recipe(**overrides) -> dict:
     if r['staging'] not in STAGINGS: raise ValueError(f"Unknown staging {r['staging']!r}; valid: {', '.join(STAGINGS)}")
     return dict(r, bases=list(r['bases']), schedules=list(r['schedules']))
 
-def _cfg(steps, lr, r, seed, scalar_lr=None) -> TrainConfig:
-    return TrainConfig(steps=steps, batch=r['batch'], lr=lr, scalar_lr=scalar_lr or lr, val_every=max(steps // 10, 1), seed=seed)
+def _cfg(steps, lr, r, seed, scalar_lr=None, ckpt_every: int = 200) -> TrainConfig:
+    return TrainConfig(steps=steps, batch=r['batch'], lr=lr, scalar_lr=scalar_lr or lr, val_every=max(steps // 10, 1), seed=seed, ckpt_every=ckpt_every)
 
 def _fit(solver, bb, train, val, cfg, dev, ckpt, resume, progress, recipe):
-    "fit_solver, with the recipe in the checkpoint's metadata where the trainer takes one"
-    kw = dict(meta=dict(recipe=recipe)) if 'meta' in inspect.signature(fit_solver).parameters else {}
-    return fit_solver(solver, bb, train, val, cfg, device=dev, ckpt=ckpt, resume=resume, progress=progress, **kw)
+    "fit_solver, with the recipe in the checkpoint's metadata (compared on resume)"
+    return fit_solver(solver, bb, train, val, cfg, device=dev, ckpt=ckpt, resume=resume, progress=progress, meta=dict(recipe=recipe))
 
 
 # %% ../nbs/08a_evaluate.ipynb #5e1a0c03
+def _recipe_base(bb, val, nfe, r, base) -> tuple:
+    "(base, schedule): the one given, or the recipe's pick on validation (over a guidance range, on the middle scale's pairs)"
+    if base is not None: return (base, None) if isinstance(base, str) else tuple(base)
+    v = val[len(val) // 2] if isinstance(val, (list, tuple)) else val
+    return tuple(pick_base(bb, v, nfe, r['bases'], r['schedules'])[0])
+
+def fit_scalars(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, # the backbone, teacher pairs and the NFE budget
+                base: tuple | str | None = None, seed: int = 0, ckpt=None, resume: bool = False, device=None, progress: bool = False,
+                guidance_range=None, ckpt_every: int = 200, **overrides) -> tuple: # as `fit_spanlift`
+    "Learned scalars trained by the recipe's first stage, over the base picked on validation; (solver, info)"
+    r = spanlift_recipe(**overrides); bb = load_backbone(backbone); dev = get_device(device); bb.to(dev)
+    b, sch = _recipe_base(bb, val, nfe, r, base)
+    r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
+    fit = _fit(ScalarSolver(b, nfe, bb.path, sch, guidance_range=guidance_range), bb, train, val,
+               _cfg(r['steps_scalar'], r['lr_scalar'], r, seed, ckpt_every=ckpt_every), dev, ckpt, resume, progress, r)
+    return fit.solver, dict(recipe=r, scalar=fit)
+
+# %% ../nbs/08a_evaluate.ipynb #5e1a0cf2
 def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, # the backbone, teacher pairs and the NFE budget
                  base: tuple | str | None = None, # (base, schedule) or a base name; None: picked on `val` (the recipe's bases and grids)
                  seed: int = 0, ckpt=None, resume: bool = False, # the fits' seed; SpanLift's checkpoint (the scalars': '-scalars' beside it)
                  device=None, progress: bool = False, scalars: ScalarSolver | None = None, # a fitted learned-scalar solver to start from
                  guidance_range=None, # (lo, hi): one solver over a range of guidance scales (`train`, `val`: lists of pairs, one per scale)
+                 ckpt_every: int = 200, # checkpoint interval of each stage, in steps
                  **overrides) -> tuple: # any `SPANLIFT_RECIPE` key or `SpanLift` operator option
     "SpanLift trained by the one recipe: the base picked on validation, learned scalars first, then the operator from them; (solver, info)"
     r = spanlift_recipe(**overrides); bb = load_backbone(backbone); dev = get_device(device); bb.to(dev); t0 = time.time()
-    if guidance_range is not None and base is None: raise ValueError("over a guidance range give the base (base='ipndm' or (base, schedule)): it is picked on one scale's pairs only")
-    b, sch = (pick_base(bb, val, nfe, r['bases'], r['schedules'])[0] if base is None else (base, None) if isinstance(base, str) else tuple(base))
+    b, sch = _recipe_base(bb, val, nfe, r, base)
     r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
     op, shape, info = {k: r[k] for k in OPERATOR_KEYS if k in r}, sample_shape(bb), dict(recipe=r)
     sckpt = None if ckpt is None else Path(ckpt).with_name(Path(ckpt).stem + '-scalars' + Path(ckpt).suffix)
-    if r['staging'] == 'joint': sl = SpanLift(b, nfe, bb.path, shape, sch, learn_scalars=True, guidance_range=guidance_range, **op)
-    else:
-        if scalars is None:
-            info['scalar'] = _fit(ScalarSolver(b, nfe, bb.path, sch, guidance_range=guidance_range), bb, train, val, _cfg(r['steps_scalar'], r['lr_scalar'], r, seed), dev, sckpt, resume, progress, r)
-            scalars = info['scalar'].solver
-        sl = SpanLift.from_scalars(scalars, shape, learn_scalars=r['staging'] == 'scalars-first', **op)
-    info['spanlift'] = _fit(sl, bb, train, val, _cfg(r['steps_spanlift'], r['lr_spanlift'], r, seed, r['scalar_lr']), dev, ckpt, resume, progress, r)
+    if r['staging'] != 'joint' and scalars is None:
+        scalars, si = fit_scalars(bb, train, val, nfe, base=(b, sch), seed=seed, ckpt=sckpt, resume=resume, device=dev, progress=progress,
+                                  guidance_range=guidance_range, ckpt_every=ckpt_every, **overrides)
+        info['scalar'] = si['scalar']
+    with torch.random.fork_rng(devices=[]):         # the operator's initialisation comes from `seed`, the global generator is left alone
+        torch.manual_seed(seed)
+        sl = (SpanLift(b, nfe, bb.path, shape, sch, learn_scalars=True, guidance_range=guidance_range, **op) if r['staging'] == 'joint'
+              else SpanLift.from_scalars(scalars, shape, learn_scalars=r['staging'] == 'scalars-first', **op))
+    cfg = _cfg(r['steps_spanlift'], r['lr_spanlift'], r, seed, r['scalar_lr'], ckpt_every)
+    info['spanlift'] = _fit(sl, bb, train, val, cfg, dev, ckpt, resume, progress, r)
     info['seconds'] = time.time() - t0
     return info['spanlift'].solver, info
-
 
 # %% ../nbs/08a_evaluate.ipynb #169d3f98
 def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> tuple:

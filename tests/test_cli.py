@@ -92,7 +92,7 @@ def _same_run(a, b):
 
 def test_fit_solver_is_reproducible(ws):
     "The same command and --seed give the same weights, bit for bit (the operator's initialisation included)"
-    common = ('fit-solver', '--backbone', f"{ws}/gauss.py:make", '--nfe', 3, '--pairs', 64, '--val', 32, '--batch', 16, '--width', 8, '--blocks', 1, '--steps', 4)
+    common = ('fit-solver', '--backbone', f"{ws}/gauss.py:make", '--nfe', 3, '--pairs', 64, '--val', 32, '--batch', 16, '--width', 8, '--blocks', 1, '--steps', 4, '--scalar-steps', 4)
     for out in ('rep1', 'rep2'): ok_json(run(ws, *common, '--seed', 5, '--out', ws / f'{out}.safetensors', '--json'))
     _same_run(ws / 'rep1.safetensors', ws / 'rep2.safetensors')
     ok_json(run(ws, *common, '--seed', 6, '--out', ws / 'rep3.safetensors', '--json'))
@@ -101,7 +101,8 @@ def test_fit_solver_is_reproducible(ws):
 @pytest.mark.parametrize('death', ['killed', 'stopped'])
 def test_resume_after_kill_is_exact(ws, death):
     "A run killed with SIGKILL (or stopped with SIGTERM) at step 7 and resumed ends exactly as the run that was never interrupted"
-    common = ('--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32, '--width', 8, '--blocks', 1, '--steps', 10, '--ckpt-every', 3)
+    common = ('--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32, '--width', 8, '--blocks', 1, '--steps', 10, '--ckpt-every', 3,
+              '--staging', 'joint', '--base', 'euler')      # one stage, so the signal lands in the steps counted here
     whole, cut = ws / 'whole.safetensors', ws / f'{death}.safetensors'
     if not whole.exists(): ok_json(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", *common, '--out', whole, '--json'))
     p = run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:{death}", *common, '--out', cut, '--json')
@@ -113,12 +114,13 @@ def test_resume_after_kill_is_exact(ws, death):
 
 def test_fit_solver_resume_sample_eval(ws):
     spec = f"{ws}/gauss.py:make"
-    common = ('--backbone', spec, '--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32, '--width', 8, '--blocks', 1)
-    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--json'))
+    common = ('--backbone', spec, '--nfe', 3, '--pairs', 192, '--val', 64, '--batch', 32)
+    sl = ('--width', 8, '--blocks', 1, '--scalar-steps', 5)
+    r = ok_json(run(ws, 'fit-solver', *common, *sl, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--json'))
     assert r['steps'] == 6 and (ws / 's.json').exists()
-    r = ok_json(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--resume', '--json'))
+    r = ok_json(run(ws, 'fit-solver', *common, *sl, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--resume', '--json'))
     assert r['steps'] == 6 and json.loads((ws / 's.json').read_text())['step'] == 6      # finished: nothing more to do
-    one_line_error(run(ws, 'fit-solver', *common, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume'),
+    one_line_error(run(ws, 'fit-solver', *common, *sl, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume'),
                    'train.steps 6 (checkpoint) != 10 (now)')
     r = ok_json(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 64, '--json'))
     assert r['nfe'] == 3 and {'teacher_rmse', 'psnr'} <= set(r) and r['method'].startswith('spanlift')
@@ -161,3 +163,16 @@ def test_diagnose_predicts_a_gain(ws):
     assert 0 <= r['rho_needed'] <= 1 and r['recommendation'] and r['law']['settings'] >= 2, r
     one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--seed', '1'), 'held-out seed')
     one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--solver', 'missing.safetensors'), 'missing.safetensors')
+
+def test_fit_solver_trains_the_recipe_that_compare_trains(ws):
+    "`fit-solver --method spanlift` and `evaluate.compare` build the same SpanLift (config and recipe) from the same inputs"
+    from spanlift_nb.evaluate import compare
+    from spanlift_nb.train import load_solver
+    sizes = dict(n_train=64, n_val=32, batch=16, steps_scalar=3, steps_spanlift=3)
+    r = ok_json(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", '--nfe', 3, '--pairs', 64, '--val', 32, '--batch', 16, '--steps', 3,
+                    '--scalar-steps', 3, '--width', 8, '--blocks', 1, '--seed', 4, '--out', ws / 'recipe.safetensors', '--json'))
+    c = compare(f"{ws}/gauss.py:make", 3, n_test=16, spanlift_kw=dict(width=8, blocks=1), seed=4, fid=False, progress=False,
+                cache_dir=ws / 'cache', **sizes)
+    cli, meta = load_solver(ws / 'recipe.safetensors')
+    assert cli.config() == c['solvers']['spanlift'].config() and (r['base'], r['schedule']) == (c['config']['base'], c['config']['schedule'])
+    assert meta['recipe'] == r['recipe'] and {k: meta['recipe'][k] for k in c['config']['recipe']} == c['config']['recipe']

@@ -23,7 +23,7 @@ def ws(tmp_path_factory):
     return d
 
 SPEC = 'gauss.py:make'       # run() works in the fixture folder
-FIT = ('fit-solver', '--backbone', SPEC, '--method', 'spanlift', '--nfe', 3, '--pairs', 48, '--val', 16, '--steps', 4,
+FIT = ('fit-solver', '--backbone', SPEC, '--method', 'spanlift', '--nfe', 3, '--pairs', 48, '--val', 16, '--steps', 4, '--scalar-steps', 4,
        '--batch', 16, '--width', 8, '--blocks', 1)
 FB = ('fit-backbone', '--data', 'imgs.npy', '--steps', 2, '--batch', 4)
 EV = ('eval', '--backbone', SPEC, '--base', 'euler', '--nfe', 3, '--n', 8)
