@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 from .core import GaussianPath, ModelOutput, as_backbone, append_dims, timestep_embedding, guidance_scale
 from .solvers import SpanTable, table_step
-from .span import project_onto_span
+from .span import project_onto_span, energy_ratio, out_of_span_share
 from .scalar import LearnedSolver, ScalarSolver
 
 # %% auto #0
@@ -235,11 +235,8 @@ class CorrectionSplit:
     chance: Tensor     # (N, n): the out-of-span share of white noise, for reference
     @property
     def share(self) -> Tensor:
-        "(N, n): ||out of span||^2 / ||correction||^2 per sample and row (0 where the correction is 0)"
-        sq = lambda ts: torch.stack([t.flatten(1).double().pow(2).sum(1) for t in ts], 1)
-        return sq(self.out_of_span) / sq(self.correction).clamp_min(1e-300)
-
-def _share(out: Tensor, whole: Tensor) -> Tensor: return out.flatten(1).double().pow(2).sum(1) / whole.flatten(1).double().pow(2).sum(1)
+        "(N, n): the out-of-span share (`span.energy_ratio`) of the correction per sample and row (0 where the correction is 0)"
+        return torch.stack([energy_ratio(o, c) for o, c in zip(self.out_of_span, self.correction)], 1)
 
 def split_correction(solver: SpanLift, # a SpanLift, trained or not
                      model, noise: Tensor, # the backbone and the starting noise
@@ -253,7 +250,7 @@ def split_correction(solver: SpanLift, # a SpanLift, trained or not
         ins, out, _ = project_onto_span(c, X + V, rtol)
         for lst, t in zip(parts, (c, ins, out)): lst.append(t)
         w = torch.randn(c.shape, generator=g, dtype=c.dtype).to(c.device)
-        chance.append(_share(project_onto_span(w, X + V, rtol)[1], w))
+        chance.append(out_of_span_share(w, X + V, rtol))
         return c
     with torch.no_grad(): solver.scalar(model, noise, correction=hook)
     return CorrectionSplit(*parts, torch.stack(chance, 1))
