@@ -25,6 +25,7 @@ def ws(tmp_path_factory):
 SPEC = 'gauss.py:make'       # run() works in the fixture folder
 FIT = ('fit-solver', '--backbone', SPEC, '--method', 'spanlift', '--nfe', 3, '--pairs', 48, '--val', 16, '--steps', 4, '--scalar-steps', 4,
        '--batch', 16, '--width', 8, '--blocks', 1)
+SPANLIFT_ONLY = ('--width', '--blocks', '--scalar-steps', '--staging')
 FB = ('fit-backbone', '--data', 'imgs.npy', '--steps', 2, '--batch', 4)
 EV = ('eval', '--backbone', SPEC, '--base', 'euler', '--nfe', 3, '--n', 8)
 
@@ -120,10 +121,12 @@ def test_damaged_backbone_json(ws):
 
 def test_resume_with_other_settings_is_refused_and_leaves_the_checkpoint(ws):
     before = {s: (ws / f's{s}').read_bytes() for s in ('.safetensors', '.json')}
-    for extra, msg in ((('--width', 16), 'solver.width 8 (checkpoint) != 16 (now)'), (('--method', 'scalar'), 'solver.method spanlift (checkpoint) != scalar (now)'),
-                       (('--pairs', 64), 'n_train'), (('--seed', 2), 'train.seed 0 (checkpoint) != 2 (now)'), (('--lr', 1e-4), 'train.lr'),
-                       (('--steps', 8), 'train.steps 4 (checkpoint) != 8 (now)')):
+    # the recipe's first stage (the learned scalars, s-scalars) is resumed first: a changed recipe is refused there, naming the setting
+    for extra, msg in ((('--width', 16), 'recipe.width 8 (checkpoint) != 16 (now)'), (('--method', 'scalar'), 'solver.method spanlift (checkpoint) != scalar (now)'),
+                       (('--pairs', 64), 'n_train'), (('--seed', 2), 'train.seed 0 (checkpoint) != 2 (now)'), (('--lr', 1e-4), 'recipe.lr_spanlift'),
+                       (('--steps', 8), 'recipe.steps_spanlift 4 (checkpoint) != 8 (now)')):
         argv = list(FIT) + ['--out', 's.safetensors', '--resume']
+        if extra[1] == 'scalar': argv = [a for i, a in enumerate(argv) if not (a in SPANLIFT_ONLY or i and argv[i - 1] in SPANLIFT_ONLY)]
         for k, v in zip(extra[::2], extra[1::2]):
             if k in argv: argv[argv.index(k) + 1] = v
             else: argv += [k, v]
