@@ -95,9 +95,6 @@ def _probe(bb, spec):
     if tuple(v.shape) != tuple(x.shape): raise ValueError(f"backbone {spec!r} returns shape {tuple(v.shape)[1:]} for a sample of its data_shape {list(shape)}")
 
 def _backbone(spec, device, null_class=None):
-    from spanlift_nb.zoo import checkpoint_files, info
-    if isinstance(spec, str) and checkpoint_files(spec)[1].is_file() and not isinstance(info(spec), dict):
-        raise ValueError(f"{checkpoint_files(spec)[1]} is not a checkpoint's metadata: its top level must be a JSON object")
     bb = load_backbone(_need(spec, '--backbone'), device=get_device(device), **({} if null_class is None else dict(null_class=null_class)))
     _probe(bb, spec)
     return bb

@@ -121,7 +121,7 @@ def test_fit_solver_resume_sample_eval(ws):
     r = ok_json(run(ws, 'fit-solver', *common, *sl, '--method', 'spanlift', '--steps', 6, '--out', ws / 's.safetensors', '--resume', '--json'))
     assert r['steps'] == 6 and json.loads((ws / 's.json').read_text())['step'] == 6      # finished: nothing more to do
     one_line_error(run(ws, 'fit-solver', *common, *sl, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume'),
-                   'train.steps 6 (checkpoint) != 10 (now)')
+                   'recipe.steps_spanlift 6 (checkpoint) != 10 (now)')
     r = ok_json(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 64, '--json'))
     assert r['nfe'] == 3 and {'teacher_rmse', 'psnr'} <= set(r) and r['method'].startswith('spanlift')
     r = ok_json(run(ws, 'sample', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 6, '--out', ws / 'g.png', '--json'))

@@ -321,7 +321,7 @@ def test_python_m_cli_export(root, exported):
     p = run('--solver', root / 's.safetensors', '--backbone', root / 'eps', '--out', root / 'm-out', '--json')
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)['nfe'] == 3 and (root / 'm-out' / 'spanlift_solver.safetensors').exists()
-    p = run('--solver', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range')
+    p = run('--solver', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range', '--null-class', '3')
     assert p.returncode == 2 and p.stderr.count('\n') == 1 and 'covers guidance scales' in p.stderr and not (root / 'm-range').exists(), p.stderr
     p = run('--solver', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range', '--guidance', '4', '--null-class', '3', '--json')
     assert p.returncode == 0 and json.loads(p.stdout)['guidance_scale'] == 4.0, p.stderr
