@@ -209,6 +209,7 @@ def span_figure(view: dict):
     fig.tight_layout()
     return fig
 
+# %% ../nbs/10_widgets.ipynb #633194b2
 def _span_summary(v):
     return (f"<b>{v['solver']}</b>, NFE {v['nfe']}, row {v['row']} (t {v['t_from']:.3g} → {v['t_to']:.3g}), sample {v['index']}: "
             f"out-of-span share <b>{v['share']:.2%}</b> of the step's energy (mean over samples {v['share_mean']:.2%}), in span {v['in_share']:.2%}"
