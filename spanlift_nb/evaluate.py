@@ -174,7 +174,7 @@ def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> t
 def _learned_rows(bb, train, val, test, picks, nfe, recipe, transfer, seed, dev, scorer, progress):
     "Rows, solvers and samples of the learned-scalar solver over the best base, SpanLift by `fit_spanlift` over each picked base, and the transferred operator"
     r, rows, solvers, samples = spanlift_recipe(**recipe), [], {}, {}
-    sc = _fit(ScalarSolver(picks[0][0], nfe, bb.path, picks[0][1]), bb, train, val, _cfg(r['steps_scalar'], r['lr_scalar'], r, seed), dev, None, False, progress, r)
+    sc = fit_scalars(bb, train, val, nfe, base=picks[0], seed=seed, device=dev, progress=progress, **recipe)[1]['scalar']
     row, samples['scalar'] = _row('scalar', sc, bb, train, test, dev, scorer); rows.append(row); solvers['scalar'] = sc.solver
     for j, pick in enumerate(picks):
         name = 'spanlift' if j == 0 else f'spanlift-{pick[0]}'
