@@ -173,7 +173,7 @@ def _compare_pairs(bb, n_train, n_val, n_test, seed, cond, test_cond, **kw) -> t
 
 def _learned_rows(bb, train, val, test, picks, nfe, recipe, transfer, seed, dev, scorer, progress):
     "Rows, solvers and samples of the learned-scalar solver over the best base, SpanLift by `fit_spanlift` over each picked base, and the transferred operator"
-    r, rows, solvers, samples = spanlift_recipe(**recipe), [], {}, {}
+    rows, solvers, samples = [], {}, {}
     sc = fit_scalars(bb, train, val, nfe, base=picks[0], seed=seed, device=dev, progress=progress, **recipe)[1]['scalar']
     row, samples['scalar'] = _row('scalar', sc, bb, train, test, dev, scorer); rows.append(row); solvers['scalar'] = sc.solver
     for j, pick in enumerate(picks):
