@@ -6,12 +6,12 @@
 Every run uses the same pairs (seed 0: digits-flow 1024 training pairs and 256 for validation, a lever may use the first
 n_train of them; 512 test pairs at HELD_OUT_SEED; fashion-flow: 256 pairs at seed 0 to score the base solvers on) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
 in what they change. `bench/levers_report.py` gathers the JSON files into tables. Settings: `LEVERS` below."""
-import argparse, json, os, sys, time
+import argparse, dataclasses, json, os, sys, time
 from pathlib import Path
 import torch
 from spanlift_nb.core import sample_shape, write_json, get_device
 from spanlift_nb.zoo import load_backbone
-from spanlift_nb.teacher import teacher_pairs, teacher_rmse, HELD_OUT_SEED
+from spanlift_nb.teacher import teacher_pairs, teacher_rmse, HELD_OUT_SEED, TeacherPairs, path_states
 from spanlift_nb.solvers import BASE_SOLVERS, sample
 from spanlift_nb.evaluate import pick_base, run_method, pairs_kw
 from spanlift_nb.scalar import ScalarSolver
@@ -22,13 +22,17 @@ OUT = Path(__file__).parent / 'LEVERS'
 CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift-nb'))
 N_POOL = dict(digits=1024, fashion=256)        # training pairs made once per backbone; levers use the first n_train
 N_VAL, N_TEST = dict(digits=256, fashion=0), 512
-BASE = dict(n_train=None, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
+N_EXTRA = 7168                                  # digits-flow: more training pairs (seed 2), appended to the pool for the levers that ask for over 1024
+BASE = dict(n_train=None, intermediate=0.0, anneal=True, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
             op=dict(width=32, blocks=3))
 LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging='joint', steps=550),
           'proposal': dict(op=dict(width=32, blocks=3, proposal=True)), 'out_of_span': dict(op=dict(width=32, blocks=3, out_of_span=True)),
           'w16b2': dict(op=dict(width=16, blocks=2)), 'w64b3': dict(op=dict(width=64, blocks=3)), 'w32b6': dict(op=dict(width=32, blocks=6)),
           'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
-          'steps700b64': dict(steps=700, batch=64)}
+          'steps700b64': dict(steps=700, batch=64),
+          **{f'pairs{n}': dict(n_train=n) for n in (2048, 4096, 8192)}, 'pairs8192s900': dict(n_train=8192, steps=900),
+          'inter0.3': dict(intermediate=0.3), 'inter1': dict(intermediate=1.0), 'inter3': dict(intermediate=3.0),
+          'inter1c': dict(intermediate=1.0, anneal=False), 'pairs8192inter1': dict(n_train=8192, intermediate=1.0)}
 SHORT = dict(scalar_steps=100, steps=120, batch=32)   # 'short-<lever>': the same lever on a budget of about a twelfth of the recipe's (CPU-bound sweeps)
 LEVERS.update({f'short-{k}': {**v, **SHORT, **(dict(steps=220) if k == 'joint' else {})} for k, v in LEVERS.items() if not k.startswith('steps')})
 
@@ -39,6 +43,19 @@ def pairs(bb, name):
     if not N_VAL[data]: return None, None, pool            # fashion: the base solvers only, scored on these pairs
     test = teacher_pairs(bb, N_TEST, seed=HELD_OUT_SEED, shape=shape, progress=False)
     return pool[:N_POOL[data]], pool[-N_VAL[data]:], test
+
+def more_pairs(bb, train, n):
+    "The first `n` training pairs: the pool, then as many of the extra pairs (seed 2) as needed"
+    if n <= len(train): return train[:n]
+    extra = teacher_pairs(bb, N_EXTRA, seed=2, shape=sample_shape(bb), progress=False)[:n - len(train)]
+    return TeacherPairs(torch.cat([train.noise, extra.noise]), torch.cat([train.target, extra.target]), f'{train.key}+{extra.key}', dict(train.config))
+
+def with_path(bb, train):
+    "The training pairs with the teacher's path (`teacher.path_states`), cached"
+    f = CACHE / f'levers-path-{train.key}.pt'
+    if f.exists(): d = torch.load(f)
+    else: p = path_states(bb, train, progress=False); d = dict(states=p.states, times=p.state_times); torch.save(d, f)
+    return dataclasses.replace(train, states=d['states'], state_times=d['times'])
 
 def base_pick(bb, name, val, nfe):
     f = CACHE / f'levers-base-{name}-{nfe}.json'
@@ -68,14 +85,15 @@ def main():
     train_pool, val, test = pairs(bb, a.backbone)
     if a.lever == 'bases': return write_json(out, bases_table(bb, test))
     if a.lever == 'teacher': return write_json(out, cheap_teacher(bb, test))
-    s = dict(BASE, **LEVERS[a.lever]); s['n_train'] = s['n_train'] or len(train_pool); train = train_pool[:s['n_train']]
+    s = dict(BASE, **LEVERS[a.lever]); s['n_train'] = s['n_train'] or len(train_pool); train = more_pairs(bb, train_pool, s['n_train'])
     b = base_pick(bb, a.backbone, val, a.nfe)
     sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
     sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target)
     if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), b[1], learn_scalars=True, **s['op'])
     else: sl = SpanLift.from_scalars(sc, sample_shape(bb), learn_scalars=s['staging'] != 'frozen', **s['op'])
-    cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed)
-    fit = fit_solver(sl, bb, train, val, cfg, progress=False)
+    cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed,
+                      intermediate=s['intermediate'], intermediate_anneal=s['anneal'])
+    fit = fit_solver(sl, bb, with_path(bb, train) if s['intermediate'] else train, val, cfg, progress=False)
     xs = run_method(bb, test.noise, solver=fit.solver)[0]
     tr = run_method(bb, train.noise[:512], solver=fit.solver)[0]
     cost = operator_cost(fit.solver, bb)

@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/teacher.html.md"""
 
 # %% ../nbs/03a_teacher.ipynb #811900ab
 from __future__ import annotations
-import os, json, hashlib, logging
+import os, json, hashlib, logging, dataclasses
 from pathlib import Path
 from dataclasses import dataclass, field
 import torch
@@ -14,12 +14,12 @@ from torch import Tensor
 from torchdiffeq import odeint
 from fastprogress.fastprogress import progress_bar
 from .core import (Backbone, as_backbone, conditioned_view, parse_guidance, count_nfe, weights_hash, save_tensors, load_tensors, get_device, sample_shape)
-from .solvers import sample, start_noise
+from .solvers import sample, start_noise, make_grid
 
 # %% auto #0
-__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'log', 'GUIDANCE_GRID', 'needs_stop', 'teacher_solve', 'default_cache_dir',
-           'TeacherPairs', 'cond_hash', 'pairs_config', 'pair_conditions', 'teacher_pairs', 'guidance_grid',
-           'range_pairs', 'teacher_rmse', 'psnr']
+__all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'log', 'GUIDANCE_GRID', 'PATH_POINTS', 'needs_stop', 'teacher_solve',
+           'default_cache_dir', 'TeacherPairs', 'cond_hash', 'pairs_config', 'pair_conditions', 'teacher_pairs',
+           'guidance_grid', 'range_pairs', 'path_times', 'path_states', 'state_at', 'teacher_rmse', 'psnr']
 
 # %% ../nbs/03a_teacher.ipynb #3d40c72f
 DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)   # the teacher of every comparison, unless told otherwise
@@ -63,12 +63,15 @@ class TeacherPairs:
     config: dict = field(default_factory=dict)
     cond: dict | None = None # per-sample condition tensors (class labels, past frames, ...), one row per pair
     guidance: float | None = None # the classifier-free guidance scale the teacher solved with
+    states: Tensor | None = None # the teacher's states on its way, (n, len(state_times), ...) (`path_states`)
+    state_times: Tensor | None = None # the times of those states, from the noise end down
     def __iter__(self): return iter((self.noise, self.target))
     def __len__(self): return len(self.noise)
     def rows(self, idx, tag: str):
         "The pairs at `idx` (a slice or indices), conditions kept aligned; `tag` names them in the key"
         cond = {k: v[idx] for k, v in self.cond.items()} if self.cond else None
-        return TeacherPairs(self.noise[idx], self.target[idx], f'{self.key}-{tag}', dict(self.config, split=tag), cond, self.guidance)
+        states = None if self.states is None else self.states[idx]
+        return TeacherPairs(self.noise[idx], self.target[idx], f'{self.key}-{tag}', dict(self.config, split=tag), cond, self.guidance, states, self.state_times)
     def __getitem__(self, idx):
         if isinstance(idx, int): idx = slice(idx, idx + 1 if idx != -1 else None)
         tag = f'{idx.start}:{idx.stop}:{idx.step}' if isinstance(idx, slice) else hashlib.sha256(torch.as_tensor(idx).numpy().tobytes()).hexdigest()[:8]
@@ -203,6 +206,36 @@ def range_pairs(backbone, n: int, # the backbone and the number of pairs at each
     g = parse_guidance(guidance)
     if not isinstance(g, tuple): raise ValueError(f"range_pairs needs a range of guidance scales (lo, hi), got {guidance!r}")
     return [teacher_pairs(backbone, n, guidance=w, **kw) for w in guidance_grid(*g, k)]
+
+# %% ../nbs/03a_teacher.ipynb #2458aba3
+PATH_POINTS = 33                                                 # times `path_states` records the teacher's path at
+
+def path_times(backbone: Backbone, m: int = PATH_POINTS) -> Tensor:
+    "`m` times from the noise end to the teacher's last, where `path_states` records the teacher's path (float64, decreasing)"
+    p = backbone.path; ts = make_grid('karras' if p.kind == 'edm' else 'uniform', p, m - 1).clone()
+    if needs_stop(backbone, p.t_min): ts[-1] = p.last_positive_time()
+    return ts
+
+def path_states(backbone, pairs: TeacherPairs, m: int = PATH_POINTS, batch: int = 256, device=None,
+                rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], progress: bool = True) -> TeacherPairs:
+    "The pairs with the teacher's states at `path_times` from each pair's noise (one dopri5 solve per batch, read at every time)"
+    bb = as_backbone(backbone); dev = get_device(device); bb.to(dev)
+    ts, null = path_times(bb, m), (pairs.config or {}).get('null')
+    starts, out = range(0, len(pairs), batch), []
+    for s in (progress_bar(starts, leave=False) if progress and len(starts) > 1 else starts):
+        view = conditioned_view(bb, {k: v[s:s + batch].to(dev) for k, v in (pairs.cond or {}).items()}, pairs.guidance, null)
+        x = pairs.noise[s:s + batch].to(dev)
+        with torch.no_grad(): ys = odeint(lambda t, y: view(y, t).velocity, x, ts.to(dev, x.dtype), method='dopri5', rtol=rtol, atol=atol)
+        out.append(ys.transpose(0, 1).float().cpu())
+    return dataclasses.replace(pairs, states=torch.cat(out), state_times=ts)
+
+def state_at(times: Tensor, states: Tensor, t) -> Tensor:
+    "The recorded path `states` (n, m, ...) at time `t` (a scalar in the range of the decreasing `times`), linearly interpolated"
+    t = float(t); ts = times.tolist()
+    if not ts[-1] <= t <= ts[0]: raise ValueError(f"time {t:g} lies outside the recorded path ({ts[-1]:g} to {ts[0]:g})")
+    j = min(max(sum(u >= t for u in ts) - 1, 0), len(ts) - 2)
+    w = (ts[j] - t) / (ts[j] - ts[j + 1])
+    return (1 - w) * states[:, j] + w * states[:, j + 1]
 
 # %% ../nbs/03a_teacher.ipynb #ab4808ed
 def _paired(x, ref) -> tuple:

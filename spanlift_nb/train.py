@@ -20,13 +20,13 @@ from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned
 from .backbones import warmup_cosine, EMA
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
-from .teacher import teacher_rmse
+from .teacher import teacher_rmse, state_at
 
 # %% auto #0
 __all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'RUN_KEYS', 'RESUME_FREE', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss',
            'autocast_for', 'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint',
            'check_compatible', 'load_solver', 'resume_diffs', 'check_resume', 'init_distributed', 'pairs_guidance',
-           'ScaleSet', 'scale_sets', 'FitResult', 'fit_solver']
+           'ScaleSet', 'scale_sets', 'intermediate_weight', 'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -48,6 +48,8 @@ class TrainConfig:
     ckpt_every: int = 200       # write a checkpoint every N steps (when a path is given): a killed run loses at most N steps
     seed: int = 0
     scalar_lr: float | None = None  # learning rate of the learned scalars (coefficients, grid); None: `lr`
+    intermediate: float = 0.0   # weight of the loss on the student's interior states against the teacher's path (`teacher.path_states`)
+    intermediate_anneal: bool = True  # let that weight fall linearly to 0 over the run
 
     def __post_init__(self):
         if self.loss not in ('mse', 'huber'): raise ValueError(f"Unknown loss {self.loss!r}; valid: mse, huber")
@@ -57,6 +59,7 @@ class TrainConfig:
             v = getattr(self, k)
             if v is not None and not (math.isfinite(v) and v > 0): raise ValueError(f"{k} must be a positive number, got {v}")
         if not 0 <= self.ema < 1: raise ValueError(f"ema must be in [0, 1), got {self.ema}")
+        if not (math.isfinite(self.intermediate) and self.intermediate >= 0): raise ValueError(f"intermediate must be a weight >= 0, got {self.intermediate}")
 
 def endpoint_loss(x: Tensor, target: Tensor, kind: str = 'mse', c: float = 0.03) -> Tensor:
     "Mean squared error, or the per-sample pseudo-Huber loss, between student and teacher endpoints"
@@ -274,6 +277,8 @@ class ScaleSet:
     cond: dict              # per-sample conditions, one row per pair
     key: str | None         # the pairs' cache key
     config: dict | None     # the settings that made them
+    states: Tensor | None = None        # the teacher's path at `state_times`, one row per pair (`teacher.path_states`), if recorded
+    state_times: Tensor | None = None
 
 def scale_sets(pairs, # TeacherPairs, a (noise, target) tuple, or for a range a list of TeacherPairs at several scales
                guidance=None) -> list: # one scale, a range (lo, hi), or None (the pairs' own)
@@ -289,7 +294,8 @@ def scale_sets(pairs, # TeacherPairs, a (noise, target) tuple, or for a range a 
         return sets
     if isinstance(pairs, list): raise ValueError("a list of teacher pairs at several scales trains a range solver: pass guidance=(lo, hi)")
     (w, null), (z, x) = pairs_guidance(pairs, g), tuple(pairs)
-    return [ScaleSet(w, null, z, x, getattr(pairs, 'cond', None) or {}, getattr(pairs, 'key', None), getattr(pairs, 'config', None))]
+    return [ScaleSet(w, null, z, x, getattr(pairs, 'cond', None) or {}, getattr(pairs, 'key', None), getattr(pairs, 'config', None),
+                     getattr(pairs, 'states', None), getattr(pairs, 'state_times', None))]
 
 def _check_range(solver: LearnedSolver, g):
     "The solver's guidance range must be the one it is trained over (or none, for one scale)"
@@ -330,6 +336,8 @@ class _Fit:
         self.bb = as_backbone(backbone).to(self.dev).eval().requires_grad_(False)
         shape, vshape = tuple(self.sets[0].noise.shape[1:]), tuple(self.vsets[0].noise.shape[1:])
         if shape != vshape: raise ValueError(f"train and validation pairs differ in shape: {shape} vs {vshape}")
+        if cfg.intermediate and any(s.states is None for s in self.sets):
+            raise ValueError("TrainConfig.intermediate needs the teacher's path in the training pairs: pass teacher.path_states(backbone, pairs)")
         if cfg.batch % self.world: raise ValueError(f"the global batch {cfg.batch} must divide evenly across {self.world} processes")
         solver.to(self.dev)
         self.params = [p for p in solver.parameters() if p.requires_grad]
@@ -359,9 +367,8 @@ def train_step(self: _Fit, step: int, ckpt=None) -> float:
     cfg = self.cfg
     s = self.sets[int(torch.randint(len(self.sets), (1,), generator=self.gen))] if len(self.sets) > 1 else self.sets[0]   # a range: draw a scale
     idx = torch.randint(len(s.noise), (cfg.batch,), generator=self.gen)[self.rank::self.world]
-    z, x = s.noise[idx].to(self.dev), s.target[idx].to(self.dev)
     view = StudentView(self.view(s, idx), cfg.detach_backbone, cfg.grad_checkpoint)
-    with autocast_for(self.dev): loss = endpoint_loss(self.model(view, z), x, cfg.loss, cfg.huber_c)
+    with autocast_for(self.dev): loss = self.student_loss(view, s, idx, step)
     seen = loss.detach().float().clone()
     if self.world > 1: dist.all_reduce(seen); seen /= self.world          # every process records (and checks) the global batch's loss
     if not torch.isfinite(seen):
@@ -385,6 +392,23 @@ def validate(self: _Fit, done: int) -> float:
     if v < self.best_val: self.best_val, self.best, self.bad_vals = v, {k: t.detach().clone() for k, t in avg.state_dict().items()}, 0
     else: self.bad_vals += 1
     return v
+
+# %% ../nbs/07_train.ipynb #6d2e54cb
+def intermediate_weight(cfg: TrainConfig, step: int) -> float:
+    "The weight of the interior-state loss at `step`: `cfg.intermediate`, falling linearly to 0 with `intermediate_anneal`"
+    return cfg.intermediate * (1 - step / cfg.steps if cfg.intermediate_anneal else 1.0)
+
+@patch
+def student_loss(self: _Fit, view, s: ScaleSet, idx, step: int) -> Tensor:
+    "The endpoint loss on rows `idx` of set `s`, plus the weighted loss of the student's interior states against the teacher's path"
+    cfg, z, x = self.cfg, s.noise[idx].to(self.dev), s.target[idx].to(self.dev)
+    w, inner = intermediate_weight(cfg, step), []
+    keep = (lambda d: inner.append((d['t'], d['x'])) if d['i'] > 0 else None) if w else None
+    loss = endpoint_loss(self.model(view, z, callback=keep), x, cfg.loss, cfg.huber_c)
+    if not inner: return loss
+    states = s.states[idx]
+    d = [(xk.float() - state_at(s.state_times, states, t).to(xk.device)).pow(2).mean() for t, xk in inner]
+    return loss + w * torch.stack(d).mean()
 
 # %% ../nbs/07_train.ipynb #e4c9d3da
 @patch
