@@ -231,7 +231,7 @@ def path_states(backbone, pairs: TeacherPairs, m: int = PATH_POINTS, batch: int 
 
 def state_at(times: Tensor, states: Tensor, t) -> Tensor:
     "The recorded path `states` (n, m, ...) at time `t` (a scalar in the range of the decreasing `times`), linearly interpolated"
-    t = float(t); ts = times.tolist()
+    t = float(t.detach() if torch.is_tensor(t) else t); ts = times.tolist()
     if not ts[-1] <= t <= ts[0]: raise ValueError(f"time {t:g} lies outside the recorded path ({ts[-1]:g} to {ts[0]:g})")
     j = min(max(sum(u >= t for u in ts) - 1, 0), len(ts) - 2)
     w = (ts[j] - t) / (ts[j] - ts[j + 1])
