@@ -86,8 +86,12 @@ def _same_run(a, b):
     "Two checkpoints hold the same run: every tensor (raw weights, EMA, best, optimiser state, RNG states) bit for bit, and the same history"
     ta, tb = _tensors(a), _tensors(b)
     assert sorted(ta) == sorted(tb) and {k.split('.')[0] for k in ta} >= {'solver', 'ema', 'best', 'opt', 'rng'}
-    for k in ta: assert ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape and (ta[k] == tb[k]).all(), k
+    assert any(k.startswith('opt.') and k.endswith('.exp_avg_sq') for k in ta) and any(k.startswith('opt.') and k.endswith('.step') for k in ta)
+    first = sorted(k for k in ta if k.split('.')[0] in ('solver', 'opt'))     # raw weights and optimiser state first: the best EMA weights
+    for k in first + sorted(set(ta) - set(first)):                             # may come from a validation before the cut
+        assert ta[k].dtype == tb[k].dtype and ta[k].shape == tb[k].shape and (ta[k] == tb[k]).all(), k
     ja, jb = (json.loads(f.with_suffix('.json').read_text()) for f in (a, b))
+    assert ja['history']['step'] == list(range(ja['step'])) and ja['history']['train'] == jb['history']['train']   # the loss of every step
     assert (ja['history'], ja['best_val'], ja['step']) == (jb['history'], jb['best_val'], jb['step'])
 
 def test_fit_solver_is_reproducible(ws):

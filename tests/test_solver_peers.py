@@ -1,4 +1,4 @@
-"Our DPM-Solver++(3M), UniPC, Euler and Heun against diffusers' schedulers, and iPNDM against the reference loop, step for step, on exact Gaussian backbones."
+"Our DPM-Solver++(3M), UniPC, Euler and Heun against diffusers' schedulers (flow, VP and EDM paths, Karras sigmas), and iPNDM against the reference loop, step for step, on exact Gaussian backbones."
 import pytest
 import torch
 from spanlift_nb.core import GaussianPath
@@ -138,3 +138,87 @@ def test_flow_euler_heun_match_diffusers(name, cls, steps):
     mine = sample(bb, NOISE, name, len(sch.timesteps), grid=grid)
     assert max_diff(mine, x) < 1e-6 * float(x.abs().max())        # diffusers keeps its sigmas in float32
     if name == 'heun': assert max_diff(sample(bb, NOISE, 'euler', len(grid) - 1, grid=grid), x) > 1e-3   # the test can tell the two apart
+
+# The EDM path (x = x0 + sigma * eps, t = sigma) against diffusers' sigma-space schedulers. The exact Gaussian is asked at the
+# scheduler's own sigma, so these compare the solvers' arithmetic and grids, not diffusers' sigma-to-timestep interpolation
+# (a real VP network is called at an interpolated discrete timestep, which no exact model can stand in for).
+# Where they match: Euler (s_churn = 0) and Heun onto sigma = 0, whose last step is an Euler step in both (neither evaluates the
+# model at sigma = 0); Euler on a sigma list passed explicitly; EDMEulerScheduler's own Karras schedule.
+# Where they cannot: diffusers' HeunDiscreteScheduler always ends at sigma = 0, so our `heun` onto a sigma_min > 0 (a full Heun step
+# there) has no peer; EulerDiscreteScheduler(final_sigmas_type='sigma_min') with Karras sigmas repeats sigma_min, a step of length 0
+# that costs a model call (our grids never repeat a time: we match it with one step fewer); EDMEulerScheduler.set_timesteps(sigmas=)
+# reads its argument as ramp positions for its Karras formula, not as sigmas, so a sigma list cannot be passed to it; s_churn > 0
+# (Euler's noise injection) is stochastic and ours is not. diffusers keeps sigmas in float32: the tolerance is float32 round-off.
+EDM = GaussianPath('edm', t_max=80.0, t_min=0.0)
+
+def edm_run(sch, bb, out):
+    "diffusers' loop from the scheduler's own starting noise; `out(o, sigma, x)` turns our ModelOutput into what the scheduler reads"
+    x = NOISE * sch.init_noise_sigma
+    start = x.clone()
+    for t in sch.timesteps:
+        s = sch.sigmas[sch.step_index if sch.step_index is not None else 0].double()
+        x = sch.step(out(bb(x, s), s, x), t, x).prev_sample
+    return start, x
+
+def distinct_sigmas(sch): return torch.tensor(sorted(set(sch.sigmas.double().tolist()), reverse=True), dtype=torch.float64)
+
+@pytest.mark.parametrize('name,cls', [('euler', 'EulerDiscreteScheduler'), ('heun', 'HeunDiscreteScheduler')])
+@pytest.mark.parametrize('steps', [3, 5])
+def test_edm_euler_heun_match_diffusers_karras(name, cls, steps):
+    "EulerDiscreteScheduler and HeunDiscreteScheduler with Karras sigmas (epsilon prediction) are our `euler` and `heun` on the EDM Gaussian, on their grid"
+    bb = gaussian_backbone(MEAN, SCALE, EDM)
+    sch = getattr(d, cls)(use_karras_sigmas=True); sch.set_timesteps(steps)
+    start, ref = edm_run(sch, bb, lambda o, s, x: o.eps)
+    grid = distinct_sigmas(sch)
+    assert float(grid[-1]) == 0.0 and len(grid) == steps + 1
+    mine = sample(bb, start, name, get_solver(name).nfe_for_steps(steps), grid=grid)
+    assert max_diff(mine, ref) < 1e-6 * float(ref.abs().max())
+    alt = 'heun' if name == 'euler' else 'euler'
+    assert max_diff(sample(bb, start, alt, get_solver(alt).nfe_for_steps(steps), grid=grid), ref) > 1e-3 * float(ref.abs().max())   # tells them apart
+
+def test_euler_onto_sigma_min_spends_a_call_on_a_zero_step():
+    "EulerDiscreteScheduler(final_sigmas_type='sigma_min') with Karras sigmas: its sigma list already ends at sigma_min, so the last step has length 0"
+    bb = gaussian_backbone(MEAN, SCALE, EDM)
+    sch = d.EulerDiscreteScheduler(use_karras_sigmas=True, final_sigmas_type='sigma_min'); sch.set_timesteps(5)
+    assert float(sch.sigmas[-1]) == float(sch.sigmas[-2]) > 0            # 5 model calls, 4 steps that move: no grid of ours repeats a time
+    start, ref = edm_run(sch, bb, lambda o, s, x: o.eps)
+    grid = distinct_sigmas(sch)
+    assert max_diff(sample(bb, start, 'euler', 4, grid=grid), ref) < 1e-6 * float(ref.abs().max())
+
+@pytest.mark.parametrize('steps', [3, 5])
+def test_euler_with_our_sigmas_passed_explicitly(steps):
+    "EulerDiscreteScheduler.set_timesteps(sigmas=...) with our EDM Karras grid (80 to 0.002, then 0) is our `euler` on that grid"
+    bb = gaussian_backbone(MEAN, SCALE, EDM)
+    grid = torch.cat([make_grid('karras', GaussianPath('edm', t_max=80.0, t_min=0.002), steps - 1), torch.zeros(1, dtype=torch.float64)])
+    sch = d.EulerDiscreteScheduler(); sch.set_timesteps(sigmas=grid.tolist())
+    assert max_diff(sch.sigmas.double(), grid) < 1e-6 * 80                  # it runs them as given (in float32)
+    start, ref = edm_run(sch, bb, lambda o, s, x: o.eps)
+    mine = sample(bb, start, 'euler', steps, grid=grid)
+    assert max_diff(mine, ref) < 1e-6 * float(ref.abs().max())
+    assert max_diff(sample(bb, start, 'euler', steps, grid=make_grid('uniform', EDM, steps)), ref) > 1e-2   # another grid gives another answer
+
+@pytest.mark.parametrize('steps', [3, 6])
+def test_karras_grid_is_diffusers(steps):
+    "Our Karras grid (rho = 7) is diffusers' Karras sigmas, with the scheduler's sigma_max and sigma_min, to float32 round-off"
+    sch = d.EulerDiscreteScheduler(use_karras_sigmas=True); sch.set_timesteps(steps)
+    theirs = sch.sigmas.double()[:-1]
+    ours_ = make_grid('karras', GaussianPath('edm', t_max=float(theirs[0]), t_min=float(theirs[-1])), steps - 1)
+    assert max_diff(ours_ / theirs, torch.ones_like(theirs)) < 1e-6
+    edm = d.EDMEulerScheduler(); edm.set_timesteps(steps)                       # EDM's own schedule: sigma 80 to 0.002, then 0
+    karras = make_grid('karras', GaussianPath('edm', t_max=80.0, t_min=0.002), steps - 1)
+    assert max_diff(edm.sigmas.double()[:-1] / karras, torch.ones(steps)) < 1e-6 and float(edm.sigmas[-1]) == 0.0
+    assert max_diff(make_grid('uniform', GaussianPath('edm', t_max=80.0, t_min=0.002), steps - 1), karras) > 1.0   # it tells grids apart
+
+@pytest.mark.parametrize('steps', [3, 5])
+def test_edm_euler_scheduler(steps):
+    "EDMEulerScheduler (Karras sigmas 80 to 0.002, then 0), fed the network output F with D = c_skip x + c_out F, is our `euler` on our Karras grid"
+    bb = gaussian_backbone(MEAN, SCALE, EDM)
+    sch = d.EDMEulerScheduler(); sch.set_timesteps(steps)
+    sd = sch.config.sigma_data
+    def raw(o, s, x):                       # the preconditioned network output F that gives our exact denoised D
+        c_skip, c_out = sd ** 2 / (s ** 2 + sd ** 2), s * sd / (s ** 2 + sd ** 2) ** 0.5
+        return (o.denoised - c_skip * x) / c_out
+    start, ref = edm_run(sch, bb, raw)
+    grid = torch.cat([make_grid('karras', GaussianPath('edm', t_max=80.0, t_min=0.002), steps - 1), torch.zeros(1, dtype=torch.float64)])
+    mine = sample(bb, start, 'euler', steps, grid=grid)
+    assert max_diff(mine, ref) < 1e-5 * float(ref.abs().max())
