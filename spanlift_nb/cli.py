@@ -216,7 +216,7 @@ def fit_solver(backbone: str = None, # backbone SPEC
                out: str = None, # checkpoint to write (.safetensors + .json; SpanLift's scalars go beside it as NAME-scalars)
                resume: bool = False, # continue from --out if it exists (with the settings it was started with)
                ckpt_every: int = 200, # write the checkpoint every N steps: a killed run loses at most N
-               pairs: int = 4096, # teacher pairs to train on (over a guidance range: in all, spread evenly over its scales)
+               pairs: int = None, # teacher pairs to train on (default: evaluate.RECIPE_PAIRS; over a guidance range: in all, spread evenly over its scales)
                val: int = 512, # held-out teacher pairs for validation, early stopping and the choice of base (likewise)
                steps: int = None, # optimiser steps of the method's stage (default: the recipe's)
                scalar_steps: int = None, # steps of SpanLift's first stage, the learned scalars (default: the recipe's)
@@ -231,8 +231,9 @@ def fit_solver(backbone: str = None, # backbone SPEC
                device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
                json: bool = False): # print a JSON summary
     "Fit SpanLift by the package's one recipe (evaluate.SPANLIFT_RECIPE), or its learned-scalar stage alone, by endpoint teacher matching"
-    from spanlift_nb.train import init_distributed; from spanlift_nb.evaluate import fit_spanlift, fit_scalars
+    from spanlift_nb.train import init_distributed; from spanlift_nb.evaluate import fit_spanlift, fit_scalars, RECIPE_PAIRS
     if method not in ('spanlift', 'scalar'): raise ValueError(f"Unknown method {method!r}; valid: spanlift, scalar")
+    pairs = RECIPE_PAIRS if pairs is None else pairs
     for flag, v in (('--nfe', nfe), ('--pairs', pairs), ('--val', val), ('--ckpt-every', ckpt_every)): _positive(flag, v)
     over = _recipe_options(method, steps, scalar_steps, staging, batch, lr, width, blocks)   # checked before any work
     if seed == HELD_OUT_SEED: raise ValueError(f"--seed {seed} is the held-out seed every eval draws its test noise from (teacher.HELD_OUT_SEED): train with another")
@@ -241,9 +242,8 @@ def fit_solver(backbone: str = None, # backbone SPEC
     _writable(out); fit = fit_spanlift if method == 'spanlift' else fit_scalars
     rank, world = init_distributed()                     # under torchrun: join first, so each rank picks its own GPU
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
-    bb = _backbone(backbone, device, null_class); shape = sample_shape(bb); guidance = guidance_for(bb, guidance)
-    rng = guidance if isinstance(guidance, tuple) else None
-    tr, va = _fit_pairs(bb, pairs, val, guidance, rng, seed, shape, device)
+    bb = _backbone(backbone, device, null_class); guidance = guidance_for(bb, guidance); rng = guidance if isinstance(guidance, tuple) else None
+    tr, va = _fit_pairs(bb, pairs, val, guidance, rng, seed, sample_shape(bb), device)
     solver, info = fit(bb, tr, va, nfe, base=base, seed=seed, ckpt=out, resume=resume, device=device, progress=True, guidance_range=rng, ckpt_every=ckpt_every, **over)
     r, rec = info[method], info['recipe']
     return dict(out=str(out), method=method, base=rec['base'], schedule=rec['schedule'], nfe=nfe, guidance=list(rng) if rng else guidance,

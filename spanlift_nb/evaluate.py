@@ -21,8 +21,8 @@ from .teacher import teacher_rmse, psnr
 from .metrics import clf_fid_kid
 
 # %% auto #0
-__all__ = ['SPANLIFT_RECIPE', 'OPERATOR_KEYS', 'STAGINGS', 'DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method', 'pairs_kw',
-           'score', 'pick_base', 'spanlift_recipe', 'fit_scalars', 'fit_spanlift', 'compare', 'fit_range',
+__all__ = ['SPANLIFT_RECIPE', 'RECIPE_PAIRS', 'OPERATOR_KEYS', 'STAGINGS', 'DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method',
+           'pairs_kw', 'score', 'pick_base', 'spanlift_recipe', 'fit_scalars', 'fit_spanlift', 'compare', 'fit_range',
            'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #e47c2ec2
@@ -98,8 +98,9 @@ def _scorer(test, data, fid, seed, decode, metrics):
 SPANLIFT_RECIPE = dict(bases=BASE_SOLVERS, schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # the base: lowest validation RMSE
                        staging='scalars-first', # 'scalars-first', 'frozen' (scalars fixed after step 2) or 'joint' (no step 2)
                        steps_scalar=200, lr_scalar=SOLVER_LR['scalar'], # step 2: the learned scalars alone
-                       steps_spanlift=350, lr_spanlift=SOLVER_LR['spanlift'], scalar_lr=SOLVER_LR['scalar'], # step 3
+                       steps_spanlift=2000, lr_spanlift=SOLVER_LR['spanlift'], scalar_lr=SOLVER_LR['scalar'], # step 3
                        batch=128, width=32, blocks=3, proposal=False, out_of_span=False) # operator settings (any `SpanLift` option)
+RECIPE_PAIRS = 8192     # teacher pairs the recipe trains on: the default of `compare`, the demo and `spanlift fit-solver`
 OPERATOR_KEYS = ('width', 'blocks', 'history', 'denoised', 'arch', 'in_span', 'patch', 'proposal', 'out_of_span')
 STAGINGS = ('scalars-first', 'frozen', 'joint')
 
@@ -192,7 +193,7 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
             base: str = 'best', # the base the learned solvers build on ('best': lowest validation RMSE, grid tuned)
             spanlift_bases: int = 1, # fit SpanLift over this many bases (the best ones, distinct solvers)
             schedules=SPANLIFT_RECIPE['schedules'], # grids tried when tuning the best base ((None,): default grids)
-            n_train: int = 4096, n_val: int = 512, n_test: int = 512, # teacher pairs
+            n_train: int = RECIPE_PAIRS, n_val: int = 512, n_test: int = 512, # teacher pairs
             steps_scalar: int | None = None, steps_spanlift: int | None = None, batch: int | None = None, # training (None: the recipe's)
             spanlift_kw: dict | None = None, # other `SPANLIFT_RECIPE` settings and operator options (width, blocks, staging, ...)
             transfer: bool = False, # also apply the first SpanLift operator over the second base
@@ -303,7 +304,7 @@ def save_figure(fig, path):
     return Path(path)
 
 # %% ../nbs/08a_evaluate.ipynb #8884e6ae
-DEMO_SIZES = dict(full=dict(n_train=3072, n_val=256, n_test=512, steps_scalar=SPANLIFT_RECIPE['steps_scalar'], steps_spanlift=SPANLIFT_RECIPE['steps_spanlift']),
+DEMO_SIZES = dict(full=dict(n_train=RECIPE_PAIRS, n_val=256, n_test=512, steps_scalar=SPANLIFT_RECIPE['steps_scalar'], steps_spanlift=SPANLIFT_RECIPE['steps_spanlift']),
                   quick=dict(n_train=1024, n_val=256, n_test=256, steps_scalar=60, steps_spanlift=120))
 
 def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=None, out='spanlift-demo',
