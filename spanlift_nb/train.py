@@ -429,6 +429,7 @@ def resume(self: _Fit, ckpt):
     self.best = {k: v.to(self.dev) for k, v in _unprefixed(t, 'best').items()} or None
     _unflat_opt(self.opt, t); self.gen.set_state(t['rng.batch']); torch.set_rng_state(t['rng.torch'])
     self.step, self.hist, self.best_val, self.saved = m['step'], m['history'], m.get('best_val', math.inf), m['step']
+    v = self.hist['val']; self.bad_vals = len(v) - 1 - v.index(min(v)) if v else 0   # validations since the best: early stopping's count
     for _ in range(self.step): self.sched.step()
 
 # %% ../nbs/07_train.ipynb #f2f0441c

@@ -76,8 +76,6 @@ def test_resume_is_exact(tmp_path, setup, kind, lr, cut):
     assert (fa.step, fa.history, fa.best_val) == (fb.step, fb.history, fb.best_val)
     for k, v in fa.solver.state_dict().items(): assert torch.equal(v, fb.solver.state_dict()[k]), k
 
-@pytest.mark.xfail(strict=True, reason="resume does not restore the count of validations without improvement (_Fit.bad_vals), "
-                   "so with patience a resumed run stops later than the run never cut")
 def test_resume_is_exact_with_early_stopping(tmp_path, setup):
     "With patience, the resumed run stops at the step where the run never cut stopped"
     cfg = TrainConfig(steps=60, batch=BATCH, val_every=2, ckpt_every=2, patience=2, lr=3e-3, warmup=1, ema=0.0)
