@@ -22,7 +22,7 @@ OUT = Path(__file__).parent / 'LEVERS'
 CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift-nb'))
 N_POOL = dict(digits=1024, fashion=256)        # training pairs made once per backbone; levers use the first n_train
 N_VAL, N_TEST = dict(digits=256, fashion=0), 512
-N_EXTRA = 7168                                  # digits-flow: more training pairs (seed 2), appended to the pool for the levers that ask for over 1024
+EXTRA = ((2, 7168), (3, 8192))                  # digits-flow: more training pairs (seed, how many), appended in turn to the pool for the levers that ask for over 1024
 BASE = dict(n_train=None, intermediate=0.0, anneal=True, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
             op=dict(width=32, blocks=3))
 LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging='joint', steps=550),
@@ -30,7 +30,7 @@ LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging=
           'w16b2': dict(op=dict(width=16, blocks=2)), 'w64b3': dict(op=dict(width=64, blocks=3)), 'w32b6': dict(op=dict(width=32, blocks=6)),
           'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
           'steps700b64': dict(steps=700, batch=64),
-          **{f'pairs{n}': dict(n_train=n) for n in (2048, 4096, 8192)}, 'pairs8192s900': dict(n_train=8192, steps=900),
+          **{f'pairs{n}': dict(n_train=n) for n in (2048, 4096, 8192)}, 'pairs8192s900': dict(n_train=8192, steps=900), 'pairs8192s2000': dict(n_train=8192, steps=2000), 'pairs16384s2000': dict(n_train=16384, steps=2000),
           'inter0.3': dict(intermediate=0.3), 'inter1': dict(intermediate=1.0), 'inter3': dict(intermediate=3.0),
           'inter1c': dict(intermediate=1.0, anneal=False), 'pairs8192inter1': dict(n_train=8192, intermediate=1.0)}
 SHORT = dict(scalar_steps=100, steps=120, batch=32)   # 'short-<lever>': the same lever on a budget of about a twelfth of the recipe's (CPU-bound sweeps)
@@ -45,10 +45,12 @@ def pairs(bb, name):
     return pool[:N_POOL[data]], pool[-N_VAL[data]:], test
 
 def more_pairs(bb, train, n):
-    "The first `n` training pairs: the pool, then as many of the extra pairs (seed 2) as needed"
-    if n <= len(train): return train[:n]
-    extra = teacher_pairs(bb, N_EXTRA, seed=2, shape=sample_shape(bb), progress=False)[:n - len(train)]
-    return TeacherPairs(torch.cat([train.noise, extra.noise]), torch.cat([train.target, extra.target]), f'{train.key}+{extra.key}', dict(train.config))
+    "The first `n` training pairs: the pool, then as many of the extra pairs (`EXTRA`, in turn) as needed"
+    for seed, size in EXTRA:
+        if n <= len(train): break
+        extra = teacher_pairs(bb, size, seed=seed, shape=sample_shape(bb), progress=False)[:n - len(train)]
+        train = TeacherPairs(torch.cat([train.noise, extra.noise]), torch.cat([train.target, extra.target]), f'{train.key}+{extra.key}', dict(train.config))
+    return train[:n]
 
 def with_path(bb, train):
     "The training pairs with the teacher's path (`teacher.path_states`), cached"
@@ -76,7 +78,7 @@ def scalars(bb, name, train, val, nfe, b, s, seed, n_train):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases']); ap.add_argument('seed', type=int)
+    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases', 'frontier']); ap.add_argument('seed', type=int)
     ap.add_argument('--nfe', type=int, default=3)
     a = ap.parse_args(); torch.set_num_threads(1)
     out = OUT / f'{a.backbone}-nfe{a.nfe}-{a.lever}-s{a.seed}.json'
@@ -84,35 +86,36 @@ def main():
     bb = load_backbone(a.backbone); t0 = time.time()
     train_pool, val, test = pairs(bb, a.backbone)
     if a.lever == 'bases': return write_json(out, bases_table(bb, test))
+    if a.lever == 'frontier': return write_json(out, dict(bases_table(bb, test, range(2, 11), per_sample=True), kind='frontier'))
     if a.lever == 'teacher': return write_json(out, cheap_teacher(bb, test))
     s = dict(BASE, **LEVERS[a.lever]); s['n_train'] = s['n_train'] or len(train_pool); train = more_pairs(bb, train_pool, s['n_train'])
     b = base_pick(bb, a.backbone, val, a.nfe)
     sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
-    sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target)
+    t1 = time.time(); sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target); sc_wall = (time.time() - t1) / len(test)
     if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), b[1], learn_scalars=True, **s['op'])
     else: sl = SpanLift.from_scalars(sc, sample_shape(bb), learn_scalars=s['staging'] != 'frozen', **s['op'])
     cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed,
                       intermediate=s['intermediate'], intermediate_anneal=s['anneal'])
     fit = fit_solver(sl, bb, with_path(bb, train) if s['intermediate'] else train, val, cfg, progress=False)
-    xs = run_method(bb, test.noise, solver=fit.solver)[0]
+    t1 = time.time(); xs = run_method(bb, test.noise, solver=fit.solver)[0]; sl_wall = (time.time() - t1) / len(test)
     tr = run_method(bb, train.noise[:512], solver=fit.solver)[0]
     cost = operator_cost(fit.solver, bb)
     r = dict(backbone=a.backbone, nfe=a.nfe, lever=a.lever, seed=a.seed, settings=s, base=list(b), scalar_rmse=sc_rmse, scalar_seconds=sc_sec,
              spanlift_rmse=teacher_rmse(xs, test.target), spanlift_train_rmse=teacher_rmse(tr, train.target[:512]), spanlift_val=fit.best_val,
-             spanlift_seconds=fit.seconds, cost=cost, wall=time.time() - t0, torch=torch.__version__)
+             spanlift_seconds=fit.seconds, cost=cost, sample_seconds=dict(scalar=sc_wall, spanlift=sl_wall), wall=time.time() - t0, torch=torch.__version__)
     r['ratio'] = r['spanlift_rmse'] / sc_rmse
     print(json.dumps({k: v for k, v in r.items() if k not in ('settings', 'cost')})); write_json(out, r)
 
-def bases_table(bb, test):
-    "Teacher RMSE of every base solver at NFE 3 to 6 on its default grid (the held-out pairs)"
+def bases_table(bb, test, nfes=range(3, 7), per_sample=False):
+    "Teacher RMSE of every base solver at each of `nfes` on its default grid (the held-out pairs), with its wall seconds (per sample)"
     from spanlift_nb.solvers import SOLVERS
     from spanlift_nb.evaluate import can_spend
     rows = []
     for name in [n for n in SOLVERS if n.startswith('ipndm')] + ['euler', 'dpmpp_2m']:
-        for nfe in range(3, 7):
+        for nfe in nfes:
             if not can_spend(name, nfe): continue
             t = time.time(); xs = run_method(bb, test.noise, base=name, nfe=nfe)[0]
-            rows.append(dict(base=name, nfe=nfe, rmse=teacher_rmse(xs, test.target), seconds=time.time() - t))
+            rows.append(dict(base=name, nfe=nfe, rmse=teacher_rmse(xs, test.target), seconds=(time.time() - t) / (len(test) if per_sample else 1)))
     return dict(rows=rows)
 
 def cheap_teacher(bb, test):

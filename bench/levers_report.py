@@ -8,14 +8,18 @@ from spanlift_nb.core import atomic_write, write_json
 
 HERE = Path(__file__).parent
 BEGIN, END = '<!-- levers: written by bench/levers_report.py -->', '<!-- /levers -->'
-ABOUT = dict(recipe='the recipe: scalars first, then SpanLift from them, scalars learning beside it (width 32, 3 blocks)',
+ABOUT = dict(recipe='1024 pairs, SpanLift 350 steps: scalars first, then SpanLift from them, scalars learning beside it (width 32, 3 blocks)',
              frozen='staging: scalars first, then the operator alone (scalars frozen)',
              joint='staging: scalars and operator jointly from the base, 550 steps (no scalar stage)',
              proposal="operator input: + the base's proposed next state and the step size",
              out_of_span="out-of-span operator: its output projected off the buffer's span, per sample",
              w16b2='capacity: width 16, 2 blocks', w64b3='capacity: width 64, 3 blocks', w32b6='capacity: width 32, 6 blocks',
              pairs256='pairs: the first 256 training pairs', pairs512='pairs: the first 512 training pairs', pairs1k='pairs: the first 1024 training pairs', pairs2k='pairs: the first 2048 training pairs',
-             steps700b64='700 steps at batch 64 (the same number of samples seen)')
+             steps700b64='700 steps at batch 64 (the same number of samples seen)',
+             **{f'pairs{n}': f'pairs: {n} distinct training pairs' for n in (2048, 4096, 8192)},
+             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='**the recipe** (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 8192 pairs, SpanLift 2000 steps', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
+             **{f'inter{w}': f"path supervision: the student's interior states against the teacher's path, weight {w}, annealed to 0" for w in ('0.3', '1', '3')},
+             inter1c="path supervision, weight 1, held constant")
 
 def about(lever: str) -> str:
     "What a lever changes; 'short-' marks the short budget (scalars 100 steps, SpanLift 120, batch 32)"
@@ -64,11 +68,10 @@ def bases_lines(runs) -> list:
                 out.append(f'| {b} | ' + ' | '.join(f"{cell[n]:.4f}" if n in cell else '–' for n in nfes) + ' |')
     return out
 
-NOT_MEASURED = ['intermediate supervision (a loss on the student\'s states at its grid times against the teacher\'s dense output): it needs the trainer; not tried',
-                'fashion-flow levers and the fashion-flow ratio under the recipe: its teacher pairs did not fit the CPU budget (the base-solver table '
+NOT_MEASURED = [                'fashion-flow levers and the fashion-flow ratio under the recipe: its teacher pairs did not fit the CPU budget (the base-solver table '
                 'below is its only measurement here)',
                 'every lever at the recipe\'s full budget (200 + 350 steps at batch 128): only the recipe itself, where a row says so',
-                'more than 1024 distinct pairs (streamed, or from the cheaper teacher), a two-level operator, training over several bases, '
+                'streamed pairs, pairs from the cheaper teacher, a two-level operator, training over several bases, '
                 'the transfer matrix and the matched-cost curve']
 
 def verdicts(summary) -> list:
@@ -79,27 +82,69 @@ def verdicts(summary) -> list:
         ref = summary.get(f"{bb}@{nfe}@{'short-recipe' if lever.startswith('short-') else 'recipe'}")
         if ref is None or v is ref: continue
         m, r, sd = st.mean(v['spanlift']), st.mean(ref['spanlift']), (st.stdev(ref['spanlift']) if len(ref['spanlift']) > 1 else float('nan'))
-        out.append(f"- {bb}, {about(lever)}: SpanLift {m:.4f} against the recipe's {r:.4f} ({m - r:+.4f}; the recipe's seed-to-seed sd {sd:.4f}, "
+        out.append(f"- {bb}, {about(lever)}: SpanLift {m:.4f} against {r:.4f} ({m - r:+.4f}; that row's seed-to-seed sd {sd:.4f}, "
                    f"{len(v['spanlift'])} seed(s) against {len(ref['spanlift'])}).")
     for key, v in summary.items():
-        if key.endswith('@recipe') or key.endswith('@short-recipe'):
+        if key.endswith(('@recipe', '@short-recipe', f'@{RECIPE_LEVER}')):
             ra = st.mean(v['ratio'])
             out.append(f"- **{key.split('@')[0]}, {about(key.split('@')[2])}: SpanLift / learned scalars {ra:.2f}** over {len(v['ratio'])} seed(s); "
                        f"the target 0.70 is {'met' if ra <= 0.70 else f'missed by {ra - 0.70:.2f}'}.")
-    return (['\nAgainst the recipe on the same budget (a difference inside the seed-to-seed spread is no difference):\n', *out] if out else []) + \
+    return (['\nEach lever against the row it changes (1024 pairs and SpanLift 350 steps, or the short budget; a difference inside the seed-to-seed spread is no difference):\n', *out] if out else []) + \
            ['\nNot measured in this sweep:\n', *[f'- {x}' for x in NOT_MEASURED]]
+
+def pairs_points(summary, short: bool) -> list:
+    "(n_train, scalar, SpanLift, SpanLift train-set, SpanLift sd) per pair count, on one budget, the recipe's other settings"
+    pre = 'short-' if short else ''
+    keep = lambda lever: lever == f'{pre}recipe' or (lever.startswith(f'{pre}pairs') and lever[len(pre) + 5:].isdigit())
+    sd = lambda xs: st.stdev(xs) if len(xs) > 1 else 0.0
+    return sorted((v['n_train'], st.mean(v['scalar']), st.mean(v['spanlift']), st.mean(v['spanlift_train']), sd(v['spanlift']))
+                  for k, v in summary.items() if k.startswith('digits-flow@3@') and keep(k.split('@')[2]))
 
 def pairs_figure(summary) -> Path | None:
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
-    pts = sorted((v['n_train'], st.mean(v['spanlift']), st.mean(v['scalar']), st.mean(v['spanlift_train'])) for k, v in summary.items()
-                 if k.startswith('digits-flow@3@short-') and (k.endswith('@short-recipe') or '@short-pairs' in k))
+    short = len(pairs_points(summary, False)) < 2; pts = pairs_points(summary, short)
     if len(pts) < 2: return None
-    n, sl, sc, tr = zip(*pts)
+    n, sc, sl, tr, sd = zip(*pts)
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(n, sc, 'D-', label='learned scalars (held out)'); ax.plot(n, sl, 'o-', label='SpanLift (held out)'); ax.plot(n, tr, 'o--', label='SpanLift (training pairs)')
-    ax.set_xscale('log', base=2); ax.set_xlabel('distinct training pairs'); ax.set_ylabel('teacher RMSE'); ax.set_title('digits-flow, NFE 3, short budget')
+    ax.plot(n, sc, 'D-', label='learned scalars (held out)'); ax.errorbar(n, sl, yerr=sd, fmt='o-', capsize=3, label='SpanLift (held out, ± sd)')
+    ax.plot(n, tr, 'o--', label='SpanLift (training pairs)')
+    ax.set_xscale('log', base=2); ax.set_xlabel('distinct training pairs'); ax.set_ylabel('teacher RMSE')
+    ax.set_title(f"digits-flow, NFE 3, {'short budget' if short else 'the recipe'}")
     ax.grid(alpha=.3); ax.legend(fontsize=8); fig.tight_layout()
     f = HERE / 'LEVERS' / 'pairs.png'; fig.savefig(f, dpi=110); return f
+
+RECIPE_LEVER = FRONTIER_LEVER = 'pairs8192s2000'       # the learned solvers on the cost curve: the recipe (8192 distinct pairs, SpanLift 2000 steps)
+
+def frontier(runs) -> tuple:
+    "(figure path, lines): teacher RMSE against wall seconds and FLOPs per sample, base solvers at NFE 2-10, learned ones at each NFE measured"
+    fr = [r for r in runs if r.get('kind') == 'frontier']
+    pts = [r for r in runs if r.get('lever') == FRONTIER_LEVER and 'sample_seconds' in r]
+    if not fr or not pts: return None, []
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    gflop = pts[0]['cost']['flops_backbone'] / 1e9 / 16                     # operator_cost counts a batch of 16
+    fig, axs = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
+    series = {b: [(x['seconds'], x['nfe'] * gflop, x['rmse']) for x in fr[0]['rows'] if x['base'] == b] for b in dict.fromkeys(x['base'] for x in fr[0]['rows'])}
+    by_nfe = {}
+    for r in pts: by_nfe.setdefault(r['nfe'], []).append(r)
+    mean = lambda xs: sum(xs) / len(xs)
+    series['learned scalars'] = [(mean([r['sample_seconds']['scalar'] for r in rs]), n * gflop, mean([r['scalar_rmse'] for r in rs])) for n, rs in sorted(by_nfe.items())]
+    series['SpanLift'] = [(mean([r['sample_seconds']['spanlift'] for r in rs]), n * gflop * (1 + rs[0]['cost']['flops_ratio']), mean([r['spanlift_rmse'] for r in rs]))
+                          for n, rs in sorted(by_nfe.items())]
+    for name, xs in series.items():
+        st_ = dict(lw=2.2, marker='o') if name == 'SpanLift' else dict(marker='.', alpha=.7)
+        for ax, j in zip(axs, (0, 1)): ax.plot([x[j] for x in xs], [x[2] for x in xs], label=name, **st_)
+    axs[0].set_xlabel('wall seconds per sample (1 thread)'); axs[1].set_xlabel('GFLOPs per sample'); axs[0].set_ylabel('teacher RMSE')
+    for ax in axs: ax.set_yscale('log'); ax.grid(alpha=.3)
+    axs[1].legend(fontsize=7); fig.suptitle('digits-flow: error against cost (base solvers NFE 2-10)', fontsize=10); fig.tight_layout()
+    f = HERE / 'LEVERS' / 'frontier.png'; fig.savefig(f, dpi=110)
+    others = [x for k, xs in series.items() if k != 'SpanLift' for x in xs]
+    lines = ['\n### Error against cost\n', f"Learned solvers: the recipe on {pts[0]['settings']['n_train']} pairs ({len(pts)} fit(s)); base solvers on their default grids. "
+             "Wall seconds: one torch thread, the whole held-out batch, on the shared machine (upper bounds).\n",
+             '| SpanLift NFE | RMSE | GFLOPs | s / sample | cheapest other method with lower RMSE (GFLOPs) |', '|---|---|---|---|---|']
+    for (sec, fl, e), n in zip(series['SpanLift'], sorted(by_nfe)):
+        better = sorted((x for x in others if x[2] < e), key=lambda x: x[1])
+        lines.append(f"| {n} | {e:.4f} | {fl:.3f} | {sec * 1e3:.2f} ms | " + (f"{better[0][2]:.4f} ({better[0][1]:.3f})" if better else 'none') + ' |')
+    return f, lines
 
 def main():
     runs = load(); lines, summary = table(runs)
@@ -107,15 +152,15 @@ def main():
     block = [BEGIN, '\n## Levers: what moves SpanLift at NFE 3\n',
              'Measured by `bench/levers.py` (one process per lever and seed; `python bench/levers_report.py` writes this section). '
              'Settings, unless a row says otherwise: NFE 3; teacher dopri5 (rtol = atol = 1e-4); training pairs seed 0 '
-             '(digits-flow: 1024 + 256 validation; the demo trains on 3072), 512 held-out test pairs at seed 1; the base picked on '
+             '(digits-flow: 1024 + 256 validation; rows with more pairs add pairs at seed 2), 512 held-out test pairs at seed 1; the base picked on '
              'validation among the recipe\'s bases and grids; learned scalars 200 steps at lr 1e-2, SpanLift 350 steps at lr 3e-3 '
              '(its scalars at 1e-2), batch 128, EMA 0.995 with warm-up; **[short budget]**: the same, but learned scalars 100 steps and SpanLift 120 steps '
              '(220 for joint staging) at batch 32, about a twelfth of the recipe\'s compute. The seed is that of the fits (the pairs stay fixed). '
              'RMSE is `teacher_rmse` on the test pairs (the train-set column: the same averaged weights on the first 512 training pairs). '
-             'One torch thread on a 2-core machine shared with five other jobs: the seconds are upper bounds. mean ± sd over seeds where there are several.\n',
+             'One torch thread on a 2-core machine shared with other jobs: the seconds are upper bounds. mean ± sd over seeds where there are several.\n',
              *lines]
     block += verdicts(summary)
-    bl = bases_lines([dict(r, backbone=p.stem.split('-nfe')[0]) for p, r in zip(sorted((HERE / 'LEVERS').glob('*.json')), runs) if 'rows' in r])
+    bl = bases_lines([dict(r, backbone=p.stem.split('-nfe')[0]) for p, r in zip(sorted((HERE / 'LEVERS').glob('*.json')), runs) if 'rows' in r and r.get('kind') != 'frontier'])
     if bl: block += ['\n### iPNDM: in the exponential-integrator variables (`ipndm`) or on the velocity (`ipndm_v`)', *bl]
     tl = [r for r in runs if r.get('dopri5_nfe') is not None or (r.get('rows') and 'rmse_vs_dopri5' in r['rows'][0])]
     if tl:
@@ -128,6 +173,8 @@ def main():
             block.append(f"The tolerance for a teacher: a tenth of SpanLift's RMSE ({tol:.4f}). " + (
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
+    ffig, flines = frontier(runs)
+    if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
     md = HERE / 'RESULTS.md'; old = md.read_text()
     pat = re.compile(re.escape(BEGIN) + '.*?' + re.escape(END), re.S)
