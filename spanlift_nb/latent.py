@@ -13,11 +13,12 @@ from torch import nn, Tensor
 import torch.nn.functional as F
 from .core import recipe, get_device
 from .archs import ConvAE
+from .adapters import encode, decode
 from .backbones import fit_backbone, fit_network, random_batches
 from .zoo import load
 
 # %% auto #0
-__all__ = ['LATENT_SHIPPED', 'fit_autoencoder', 'encode', 'decode', 'latent_recipe', 'latent_autoencoder']
+__all__ = ['LATENT_SHIPPED', 'fit_autoencoder', 'latent_recipe', 'latent_autoencoder']
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #c1cd02b4
 @torch.no_grad()
@@ -55,19 +56,6 @@ def fit_autoencoder(data: Tensor, # training images N×C×28×28 in [-1, 1]
                    image_shape=list(data.shape[1:]), latent_shape=[ae.config['latent'], 7, 7], torch=torch.__version__)
     ae.train_losses = losses
     return ae.cpu().requires_grad_(False)
-
-# %% ../nbs/tutorials/latent_flow_matching.ipynb #d9ad13e7
-@torch.no_grad()
-def encode(x: Tensor, ae: ConvAE, batch: int = 1000) -> Tensor:
-    "Images in [-1, 1] to standardised latents, in batches, on the autoencoder's device; returns CPU float32"
-    dev = ae.shift.device
-    return torch.cat([ae.encode(x[i:i + batch].to(dev).float()).cpu() for i in range(0, len(x), batch)])
-
-@torch.no_grad()
-def decode(z: Tensor, ae: ConvAE, batch: int = 1000) -> Tensor:
-    "Standardised latents to images clamped to [-1, 1], in batches; returns CPU float32"
-    dev = ae.shift.device
-    return torch.cat([ae.decode(z[i:i + batch].to(dev).float()).clamp(-1, 1).cpu() for i in range(0, len(z), batch)])
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #3bb56c54
 LATENT_SHIPPED = {
