@@ -150,9 +150,8 @@ def _data_shape(cfg) -> list | None:
 
 # %% ../nbs/02b_adapters.ipynb #f342154f
 def load_diffusers(folder, # a pipeline folder, or a model folder with its scheduler config nearby
-                   device=None, # where to put it (None: stay on the CPU)
                    null_class: int | None = None) -> Backbone: # the class label that means "no class", for guidance (see `class_meta`)
-    "A `Backbone` for a diffusers model saved with `save_pretrained` (local files only)"
+    "A frozen `Backbone` on the CPU for a diffusers model saved with `save_pretrained` (local files only); `zoo.load_backbone` is the entry point"
     d = require_diffusers()
     c = find_components(folder)
     scfg = training_scheduler_config(_read_json(c['scheduler']))   # a SpanLiftScheduler folder: the model's own scheduler
@@ -172,13 +171,12 @@ def load_diffusers(folder, # a pipeline folder, or a model folder with its sched
         path = GaussianPath('vp', t_max=1.0, t_min=1 / len(ac), alphas_cumprod=ac)
         if pred == 'sample': bb = Backbone(DiffusersNet(model), path, 'denoised', vp_timestep(ac), meta=dict(meta, kind='vp-sample'))
         else: bb = as_backbone(DiffusersNet(model), 'vp-eps' if pred == 'epsilon' else 'vp-v', path=path, alphas_cumprod=ac, meta=meta)
-    bb.requires_grad_(False)
-    return bb.to(device) if device is not None else bb
+    return bb.requires_grad_(False)
 
 # %% ../nbs/02b_adapters.ipynb #dd766f8a
-def load_folder(folder, device=None, **kw) -> Backbone: # kw: options of the loader (diffusers: `null_class`)
-    "Load a backbone from a folder (today: a diffusers `save_pretrained` folder); `zoo.load_backbone` calls this for directories"
-    if is_diffusers_folder(folder): return load_diffusers(folder, device=device, **kw)
+def load_folder(folder, **kw) -> Backbone: # kw: options of the folder's reader (diffusers: `null_class`)
+    "The backbone in a folder (a diffusers `save_pretrained` folder), frozen, on the CPU: the reader `zoo.load_backbone` uses for directories"
+    if is_diffusers_folder(folder): return load_diffusers(folder, **kw)
     raise ValueError(f"{folder} is not a backbone folder: expected a diffusers folder (model_index.json, config.json, unet/ or transformer/)")
 
 # %% ../nbs/02b_adapters.ipynb #6dee71d1
