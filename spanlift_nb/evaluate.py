@@ -46,7 +46,8 @@ def run_method(backbone, noise: Tensor, # the backbone and the shared starting n
     "Samples of one method from `noise`, each batch with its rows' conditions, and its NFE per sample, measured on the backbone"
     bb = as_backbone(backbone); dev = get_device(device); bb.to(dev)
     if solver is None and (base is None or nfe is None): raise ValueError("give a trained `solver`, or a `base` name and an `nfe`")
-    if solver is not None and hasattr(solver, 'guidance'): check_scale(solver.guidance, guidance)   # its own scale, or any in its range
+    trained = getattr(solver, 'guidance', ...)                # None, a scale or a range once trained or loaded; ... (not known): not checked
+    if trained is not ...: check_scale(trained, guidance)      # its own scale, or any in its range
     if solver is not None: solver.to(dev).eval()
     outs, calls, chunks = [], 0, 0
     for i in range(0, len(noise), batch):

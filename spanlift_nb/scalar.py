@@ -20,6 +20,8 @@ class LearnedSolver(nn.Module):
     "A few-step solver with learnable parts: `forward(model, noise) -> endpoint`"
     method: str = ''            # the name a checkpoint's config records (see `train.build_solver`)
     guidance_range = None       # (lo, hi) for a solver trained over a range of guidance scales (the scale an input)
+    guidance = ...              # the guidance it was trained at: None (unguided), a scale, or a range (lo, hi); `...` (not known) until
+                                # `fit_solver` or `load_solver` sets it. `evaluate.run_method` refuses other scales, and checks nothing while `...`
     correction = None           # a solver with an operator (SpanLift) sets this to its term `correction(k, X, V, table)`
     def table(self) -> SpanTable: raise NotImplementedError
     def config(self) -> dict: raise NotImplementedError
