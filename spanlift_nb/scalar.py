@@ -54,7 +54,7 @@ class ScalarSolver(LearnedSolver):
     def __init__(self, base: str = 'euler', # name of the base solver (see SOLVERS)
                  nfe: int = 3, # backbone calls per sample
                  path: GaussianPath | None = None, # the backbone's path
-                 schedule: str | None = None, # the base grid (None: the path's default)
+                 *, schedule: str | None = None, # the base grid (None: the path's default); this and the options below by keyword only
                  learn_times: bool = True, learn_coefs: bool = True,
                  guidance_range=None): # (lo, hi): one solver for every guidance scale in the range (None: for one scale)
         super().__init__()
@@ -108,5 +108,5 @@ def config(self: ScalarSolver) -> dict:
 
 @patch(cls_method=True)
 def from_config(cls: ScalarSolver, c: dict, path: GaussianPath | None = None):
-    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c.get('schedule'), c.get('learn_times', True),
-               c.get('learn_coefs', True), c.get('guidance_range'))
+    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), schedule=c.get('schedule'),
+               learn_times=c.get('learn_times', True), learn_coefs=c.get('learn_coefs', True), guidance_range=c.get('guidance_range'))
