@@ -68,7 +68,7 @@ def base_pick(bb, name, val, nfe):
 def scalars(bb, name, train, val, nfe, b, s, seed, n_train):
     "The learned-scalar solver (cached per backbone, NFE, seed and number of pairs) and its fit seconds"
     f = CACHE / f'levers-scalar-{name}-{nfe}-{b[0]}-{b[1]}-s{seed}-n{n_train}-{s["scalar_steps"]}-b{s["batch"]}.pt'
-    sol = ScalarSolver(b[0], nfe, bb.path, b[1])
+    sol = ScalarSolver(b[0], nfe, bb.path, schedule=b[1])
     if f.exists():
         d = torch.load(f); sol.load_state_dict(d['state']); return sol.eval(), d['seconds'], d['val']
     cfg = TrainConfig(steps=s['scalar_steps'], batch=s['batch'], lr=s['scalar_lr'], scalar_lr=s['scalar_lr'], val_every=max(s['scalar_steps'] // 10, 1), seed=seed)
@@ -92,7 +92,7 @@ def main():
     b = base_pick(bb, a.backbone, val, a.nfe)
     sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
     t1 = time.time(); sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target); sc_wall = (time.time() - t1) / len(test)
-    if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), b[1], learn_scalars=True, **s['op'])
+    if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), schedule=b[1], learn_scalars=True, **s['op'])
     else: sl = SpanLift.from_scalars(sc, sample_shape(bb), learn_scalars=s['staging'] != 'frozen', **s['op'])
     cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed,
                       intermediate=s['intermediate'], intermediate_anneal=s['anneal'])

@@ -17,7 +17,7 @@ from .backbones import EDMPrecond, check_labels
 __all__ = ['INSTALL_HINT', 'VP_PREDICTIONS', 'require_diffusers', 'class_embeddings', 'class_meta', 'DiffusersNet',
            'is_diffusers_folder', 'find_components', 'scheduler_family', 'training_scheduler_config',
            'vp_alphas_cumprod', 'load_diffusers', 'load_folder', 'grid_from_timesteps', 'scheduler_grid', 'load_vae',
-           'decode', 'encode', 'diffusers_arch', 'diffusers_arch_kwargs']
+           'encode', 'decode', 'diffusers_arch', 'diffusers_arch_kwargs']
 
 # %% ../nbs/02b_adapters.ipynb #8b7bef37
 INSTALL_HINT = 'pip install "spanlift-nb[diffusers]"'
@@ -150,9 +150,8 @@ def _data_shape(cfg) -> list | None:
 
 # %% ../nbs/02b_adapters.ipynb #f342154f
 def load_diffusers(folder, # a pipeline folder, or a model folder with its scheduler config nearby
-                   device=None, # where to put it (None: stay on the CPU)
                    null_class: int | None = None) -> Backbone: # the class label that means "no class", for guidance (see `class_meta`)
-    "A `Backbone` for a diffusers model saved with `save_pretrained` (local files only)"
+    "A frozen `Backbone` on the CPU for a diffusers model saved with `save_pretrained` (local files only); `zoo.load_backbone` is the entry point"
     d = require_diffusers()
     c = find_components(folder)
     scfg = training_scheduler_config(_read_json(c['scheduler']))   # a SpanLiftScheduler folder: the model's own scheduler
@@ -172,13 +171,12 @@ def load_diffusers(folder, # a pipeline folder, or a model folder with its sched
         path = GaussianPath('vp', t_max=1.0, t_min=1 / len(ac), alphas_cumprod=ac)
         if pred == 'sample': bb = Backbone(DiffusersNet(model), path, 'denoised', vp_timestep(ac), meta=dict(meta, kind='vp-sample'))
         else: bb = as_backbone(DiffusersNet(model), 'vp-eps' if pred == 'epsilon' else 'vp-v', path=path, alphas_cumprod=ac, meta=meta)
-    bb.requires_grad_(False)
-    return bb.to(device) if device is not None else bb
+    return bb.requires_grad_(False)
 
 # %% ../nbs/02b_adapters.ipynb #dd766f8a
-def load_folder(folder, device=None, **kw) -> Backbone: # kw: options of the loader (diffusers: `null_class`)
-    "Load a backbone from a folder (today: a diffusers `save_pretrained` folder); `zoo.load_backbone` calls this for directories"
-    if is_diffusers_folder(folder): return load_diffusers(folder, device=device, **kw)
+def load_folder(folder, **kw) -> Backbone: # kw: options of the folder's reader (diffusers: `null_class`)
+    "The backbone in a folder (a diffusers `save_pretrained` folder), frozen, on the CPU: the reader `zoo.load_backbone` uses for directories"
+    if is_diffusers_folder(folder): return load_diffusers(folder, **kw)
     raise ValueError(f"{folder} is not a backbone folder: expected a diffusers folder (model_index.json, config.json, unet/ or transformer/)")
 
 # %% ../nbs/02b_adapters.ipynb #6dee71d1
@@ -218,19 +216,38 @@ def _factors(vae):
     c = vae.config
     return float(getattr(c, 'scaling_factor', None) or 1.0), float(getattr(c, 'shift_factor', None) or 0.0)
 
-@torch.no_grad()
-def decode(z: Tensor, # latents as the backbone samples them
-           vae) -> Tensor: # an AutoencoderKL, or anything `load_vae` accepts
-    "Latents to images: `vae.decode(z / scaling_factor + shift_factor)`"
-    vae = load_vae(vae); sc, sh = _factors(vae)
-    return vae.decode((z / sc + sh).to(vae.dtype), return_dict=False)[0]
+# %% ../nbs/02b_adapters.ipynb #e50c3626
+def _codec(autoencoder) -> tuple:
+    "(module, encode, decode) of anything `encode` and `decode` accept"
+    ae = autoencoder.decoder if isinstance(autoencoder, Backbone) and autoencoder.decoder is not None else autoencoder
+    if isinstance(ae, nn.Module) and not isinstance(ae, Backbone) and type(ae).__module__.split('.')[0] != 'diffusers':
+        if not (callable(getattr(ae, 'encode', None)) and callable(getattr(ae, 'decode', None))):
+            raise ValueError(f"{type(ae).__name__} has no encode and decode: pass an autoencoder, a diffusers VAE, or a latent backbone")
+        return ae, ae.encode, ae.decode
+    vae = load_vae(ae); sc, sh = _factors(vae)
+    return (vae, lambda x: (vae.encode(x, return_dict=False)[0].mode() - sh) * sc,
+            lambda z: vae.decode(z / sc + sh, return_dict=False)[0])
+
+def _batched(f, module: nn.Module, x: Tensor, batch: int) -> Tensor:
+    p = next(module.parameters(), None)
+    to = dict(device=p.device, dtype=p.dtype) if p is not None else {}
+    return torch.cat([f(x[i:i + batch].to(**to)).float().to(x.device) for i in range(0, len(x), batch)])
 
 @torch.no_grad()
-def encode(x: Tensor, # images in the VAE's range (usually [-1, 1])
-           vae) -> Tensor: # an AutoencoderKL, or anything `load_vae` accepts
-    "Images to latents, scaled as the backbone sees them: `(posterior mean - shift_factor) * scaling_factor`"
-    vae = load_vae(vae); sc, sh = _factors(vae)
-    return (vae.encode(x.to(vae.dtype), return_dict=False)[0].mode() - sh) * sc
+def encode(x: Tensor, # images in the autoencoder's range (usually [-1, 1])
+           autoencoder, # a network with `encode`/`decode` (e.g. `archs.ConvAE`), a latent Backbone, a diffusers VAE, or anything `load_vae` accepts
+           batch: int = 1000) -> Tensor: # images per call
+    "Images to latents as the backbone sees them (for a diffusers VAE: `(posterior mean - shift_factor) * scaling_factor`)"
+    ae, enc, _ = _codec(autoencoder)
+    return _batched(enc, ae, x, batch)
+
+@torch.no_grad()
+def decode(z: Tensor, # latents as the backbone samples them
+           autoencoder, # as for `encode`
+           batch: int = 1000) -> Tensor: # latents per call
+    "Latents to images clamped to [-1, 1] (for a diffusers VAE: `vae.decode(z / scaling_factor + shift_factor)`)"
+    ae, _, dec = _codec(autoencoder)
+    return _batched(dec, ae, z, batch).clamp(-1, 1)
 
 # %% ../nbs/02b_adapters.ipynb #868768b0
 @register_arch('diffusers')

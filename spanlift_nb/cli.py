@@ -131,6 +131,7 @@ def class_labels_for(bb, classes, n: int):
 def guidance_for(bb, guidance, solver=None):
     "The guidance to use: `guidance` (a scale; for fit-solver also a range 'lo:hi'), else a trained solver's own scale; refused on an unconditional backbone"
     g, trained = parse_guidance(guidance), getattr(solver, 'guidance', None)
+    if trained is ...: trained = None                   # a solver neither trained nor loaded: its guidance is not known
     if g is None and isinstance(trained, tuple): raise ValueError(f"this solver covers guidance scales {trained[0]:g} to {trained[1]:g}: pass --guidance W in that range")
     g = trained if g is None else g
     if g is not None and not bb.meta.get('num_classes'): raise _unconditional('--guidance')

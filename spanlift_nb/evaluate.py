@@ -46,7 +46,8 @@ def run_method(backbone, noise: Tensor, # the backbone and the shared starting n
     "Samples of one method from `noise`, each batch with its rows' conditions, and its NFE per sample, measured on the backbone"
     bb = as_backbone(backbone); dev = get_device(device); bb.to(dev)
     if solver is None and (base is None or nfe is None): raise ValueError("give a trained `solver`, or a `base` name and an `nfe`")
-    if solver is not None and hasattr(solver, 'guidance'): check_scale(solver.guidance, guidance)   # its own scale, or any in its range
+    trained = getattr(solver, 'guidance', ...)                # None, a scale or a range once trained or loaded; ... (not known): not checked
+    if trained is not ...: check_scale(trained, guidance)      # its own scale, or any in its range
     if solver is not None: solver.to(dev).eval()
     outs, calls, chunks = [], 0, 0
     for i in range(0, len(noise), batch):
@@ -134,7 +135,7 @@ def fit_scalars(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, #
     r = spanlift_recipe(**overrides); bb = load_backbone(backbone); dev = get_device(device); bb.to(dev)
     b, sch = _recipe_base(bb, val, nfe, r, base)
     r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
-    fit = _fit(ScalarSolver(b, nfe, bb.path, sch, guidance_range=guidance_range), bb, train, val,
+    fit = _fit(ScalarSolver(b, nfe, bb.path, schedule=sch, guidance_range=guidance_range), bb, train, val,
                _cfg(r['steps_scalar'], r['lr_scalar'], r, seed, ckpt_every=ckpt_every), dev, ckpt, resume, progress, r)
     return fit.solver, dict(recipe=r, scalar=fit)
 
@@ -158,7 +159,7 @@ def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, 
         info['scalar'] = si['scalar']
     with torch.random.fork_rng(devices=[]):         # the operator's initialisation comes from `seed`, the global generator is left alone
         torch.manual_seed(seed)
-        sl = (SpanLift(b, nfe, bb.path, shape, sch, learn_scalars=True, guidance_range=guidance_range, **op) if r['staging'] == 'joint'
+        sl = (SpanLift(b, nfe, bb.path, shape, schedule=sch, learn_scalars=True, guidance_range=guidance_range, **op) if r['staging'] == 'joint'
               else SpanLift.from_scalars(scalars, shape, learn_scalars=r['staging'] == 'scalars-first', **op))
     cfg = _cfg(r['steps_spanlift'], r['lr_spanlift'], r, seed, r['scalar_lr'], ckpt_every)
     info['spanlift'] = _fit(sl, bb, train, val, cfg, dev, ckpt, resume, progress, r)
@@ -242,8 +243,8 @@ def fit_range(backbone, nfe: int = 3, # the backbone (anything load_backbone tak
     bb = load_backbone(backbone); shape = sample_shape(bb)
     sets = range_pairs(bb, n_train + n_val, g, k, seed=seed, shape=shape, cache_dir=cache_dir, device=device, progress=progress, **(teacher or DEFAULT_TEACHER))
     tr, va = zip(*[s.split(n_val) for s in sets])
-    solver = (SpanLift(base, nfe, bb.path, shape, schedule, guidance_range=g, **(spanlift_kw or {})) if method == 'spanlift'
-              else ScalarSolver(base, nfe, bb.path, schedule, guidance_range=g))
+    solver = (SpanLift(base, nfe, bb.path, shape, schedule=schedule, guidance_range=g, **(spanlift_kw or {})) if method == 'spanlift'
+              else ScalarSolver(base, nfe, bb.path, schedule=schedule, guidance_range=g))
     cfg = TrainConfig(steps=steps, batch=batch, lr=SOLVER_LR[method], val_every=max(steps // 10, 1), seed=seed)
     return fit_solver(solver, bb, list(tr), list(va), cfg, device=device, progress=progress)
 

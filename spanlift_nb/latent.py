@@ -11,51 +11,14 @@ from pathlib import Path
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import register_arch, recipe, get_device
+from .core import recipe, get_device
+from .archs import ConvAE
+from .adapters import encode, decode
 from .backbones import fit_backbone, fit_network, random_batches
 from .zoo import load
 
 # %% auto #0
-__all__ = ['LATENT_SHIPPED', 'ConvAE', 'fit_autoencoder', 'encode', 'decode', 'latent_recipe', 'latent_autoencoder']
-
-# %% ../nbs/tutorials/latent_flow_matching.ipynb #2d8e03ac
-class _Res(nn.Module):
-    "GroupNorm, SiLU, 3×3 conv, plus a skip (a 1×1 conv where the width changes)"
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.norm, self.conv = nn.GroupNorm(math.gcd(8, cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
-    def forward(self, x): return self.skip(x) + self.conv(F.silu(self.norm(x)))
-
-@register_arch('conv-ae')
-class ConvAE(nn.Module):
-    "A small convolutional autoencoder: C×28×28 images ↔ `latent`×7×7 standardised latents"
-    def __init__(self, in_ch: int = 1, # image channels
-                 latent: int = 4, # latent channels
-                 width: int = 16): # channels at 28×28; twice that at 14×14, four times at 7×7
-        super().__init__()
-        self.config = dict(in_ch=in_ch, latent=latent, width=width)
-        w1, w2, w4 = width, 2 * width, 4 * width
-        self.enc = nn.Sequential(nn.Conv2d(in_ch, w1, 3, padding=1), _Res(w1, w1),
-                                 nn.Conv2d(w1, w2, 4, 2, 1), _Res(w2, w2),            # 14×14
-                                 nn.Conv2d(w2, w4, 4, 2, 1), _Res(w4, w4),            # 7×7
-                                 nn.GroupNorm(8, w4), nn.SiLU(), nn.Conv2d(w4, latent, 3, padding=1))
-        self.dec = nn.Sequential(nn.Conv2d(latent, w4, 3, padding=1), _Res(w4, w4), _Res(w4, w4),
-                                 nn.Upsample(scale_factor=2.0, mode='nearest'), _Res(w4, w2), _Res(w2, w2),   # 14×14
-                                 nn.Upsample(scale_factor=2.0, mode='nearest'), _Res(w2, w1), _Res(w1, w1),   # 28×28
-                                 nn.GroupNorm(8, w1), nn.SiLU(), nn.Conv2d(w1, in_ch, 3, padding=1))
-        self.register_buffer('shift', torch.zeros(latent))
-        self.register_buffer('scale', torch.ones(latent))
-
-    def _ch(self, v: Tensor) -> Tensor: return v.view(1, -1, 1, 1)
-    def encode_raw(self, x: Tensor) -> Tensor: return self.enc(x)
-    def encode(self, x: Tensor) -> Tensor:
-        "Images in [-1, 1] to standardised latents"
-        return (self.enc(x) - self._ch(self.shift)) / self._ch(self.scale)
-    def decode(self, z: Tensor) -> Tensor:
-        "Standardised latents to images (not clamped)"
-        return self.dec(z * self._ch(self.scale) + self._ch(self.shift))
-    def forward(self, x: Tensor) -> Tensor: return self.decode(self.encode(x))
+__all__ = ['LATENT_SHIPPED', 'fit_autoencoder', 'latent_recipe', 'latent_autoencoder']
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #c1cd02b4
 @torch.no_grad()
@@ -93,19 +56,6 @@ def fit_autoencoder(data: Tensor, # training images N×C×28×28 in [-1, 1]
                    image_shape=list(data.shape[1:]), latent_shape=[ae.config['latent'], 7, 7], torch=torch.__version__)
     ae.train_losses = losses
     return ae.cpu().requires_grad_(False)
-
-# %% ../nbs/tutorials/latent_flow_matching.ipynb #d9ad13e7
-@torch.no_grad()
-def encode(x: Tensor, ae: ConvAE, batch: int = 1000) -> Tensor:
-    "Images in [-1, 1] to standardised latents, in batches, on the autoencoder's device; returns CPU float32"
-    dev = ae.shift.device
-    return torch.cat([ae.encode(x[i:i + batch].to(dev).float()).cpu() for i in range(0, len(x), batch)])
-
-@torch.no_grad()
-def decode(z: Tensor, ae: ConvAE, batch: int = 1000) -> Tensor:
-    "Standardised latents to images clamped to [-1, 1], in batches; returns CPU float32"
-    dev = ae.shift.device
-    return torch.cat([ae.decode(z[i:i + batch].to(dev).float()).clamp(-1, 1).cpu() for i in range(0, len(z), batch)])
 
 # %% ../nbs/tutorials/latent_flow_matching.ipynb #3bb56c54
 LATENT_SHIPPED = {

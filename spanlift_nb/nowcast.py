@@ -12,13 +12,14 @@ import numpy as np
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .core import GaussianPath, Backbone, register_arch, recipe, append_dims, get_device
-from .backbones import UNet, fit_network, random_batches
+from .core import GaussianPath, Backbone, recipe, append_dims, get_device
+from .backbones import fit_network, random_batches
+from .archs import NowcastNet
 
 # %% auto #0
-__all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'cell_frame', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'NowcastNet',
-           'nowcast_backbone', 'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble',
-           'score_nowcast', 'nowcast_metrics', 'nowcast_markdown', 'load_sevir']
+__all__ = ['NOWCAST_SHIPPED', 'THRESHOLDS', 'cell_frame', 'rain_cells', 'to_model', 'to_vil', 'nowcast_data', 'nowcast_backbone',
+           'denoiser_loss', 'fit_nowcast', 'nowcast_recipe', 'csi', 'crps_ensemble', 'score_nowcast', 'nowcast_metrics',
+           'nowcast_markdown', 'load_sevir']
 
 # %% ../nbs/tutorials/nowcasting.ipynb #a1ca1dc7
 def _cell_params(rng: np.random.Generator, frames: int, size: int, cells: float, birth: float, speed, life, radius, peak):
@@ -87,22 +88,6 @@ def nowcast_data(n: int, n_past: int = 4, n_future: int = 2, seed: int = 0, **kw
     return v[:, :n_past].contiguous(), v[:, n_past:].contiguous()
 
 # %% ../nbs/tutorials/nowcasting.ipynb #ff0aee67
-@register_arch('nowcast-unet')
-class NowcastNet(nn.Module):
-    "A U-Net denoiser for the next `n_future` frames, given `n_past` frames stacked as extra input channels"
-    def __init__(self, n_past: int = 4, # conditioning frames
-                 n_future: int = 2, # generated frames (the ODE state's channels)
-                 **unet_kw): # UNet settings (base, mults, blocks, mid_attn, patch, ...)
-        super().__init__()
-        self.n_past, self.n_future = n_past, n_future
-        self.unet = UNet(in_ch=n_past + n_future, **unet_kw)
-        self.config = dict(n_past=n_past, n_future=n_future, **{k: v for k, v in self.unet.config.items() if k != 'in_ch'})
-
-    def forward(self, x: Tensor, t: Tensor, past: Tensor) -> Tensor:
-        if past.shape[0] != x.shape[0] or past.shape[1] != self.n_past or past.shape[2:] != x.shape[2:]:
-            raise ValueError(f"NowcastNet needs past frames N×{self.n_past}×H×W matching the state {tuple(x.shape)}, got {tuple(past.shape)}")
-        return self.unet(torch.cat([x, past.to(x.dtype)], 1), t)[:, :self.n_future]
-
 def nowcast_backbone(net: NowcastNet, meta: dict | None = None) -> Backbone:
     "A `Backbone` on the flow path (noise at t=1) over a `NowcastNet` denoiser; condition it with `with_condition(bb, past=...)`"
     return Backbone(net, GaussianPath('flow'), 'denoised', meta=dict(meta or {}, data_shape=[net.n_future, *(meta or {}).get('grid', [32, 32])]))

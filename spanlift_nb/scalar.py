@@ -20,6 +20,8 @@ class LearnedSolver(nn.Module):
     "A few-step solver with learnable parts: `forward(model, noise) -> endpoint`"
     method: str = ''            # the name a checkpoint's config records (see `train.build_solver`)
     guidance_range = None       # (lo, hi) for a solver trained over a range of guidance scales (the scale an input)
+    guidance = ...              # the guidance it was trained at: None (unguided), a scale, or a range (lo, hi); `...` (not known) until
+                                # `fit_solver` or `load_solver` sets it. `evaluate.run_method` refuses other scales, and checks nothing while `...`
     correction = None           # a solver with an operator (SpanLift) sets this to its term `correction(k, X, V, table)`
     def table(self) -> SpanTable: raise NotImplementedError
     def config(self) -> dict: raise NotImplementedError
@@ -52,7 +54,7 @@ class ScalarSolver(LearnedSolver):
     def __init__(self, base: str = 'euler', # name of the base solver (see SOLVERS)
                  nfe: int = 3, # backbone calls per sample
                  path: GaussianPath | None = None, # the backbone's path
-                 schedule: str | None = None, # the base grid (None: the path's default)
+                 *, schedule: str | None = None, # the base grid (None: the path's default); this and the options below by keyword only
                  learn_times: bool = True, learn_coefs: bool = True,
                  guidance_range=None): # (lo, hi): one solver for every guidance scale in the range (None: for one scale)
         super().__init__()
@@ -106,5 +108,5 @@ def config(self: ScalarSolver) -> dict:
 
 @patch(cls_method=True)
 def from_config(cls: ScalarSolver, c: dict, path: GaussianPath | None = None):
-    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c.get('schedule'), c.get('learn_times', True),
-               c.get('learn_coefs', True), c.get('guidance_range'))
+    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), schedule=c.get('schedule'),
+               learn_times=c.get('learn_times', True), learn_coefs=c.get('learn_coefs', True), guidance_range=c.get('guidance_range'))

@@ -227,7 +227,8 @@ def from_solver(cls: SpanLiftScheduler, solver, # a solver checkpoint (.safetens
                 null_class: int | None = None): # the label that means "no class" (None: from the checkpoint or the model)
     "A scheduler for a trained solver and the diffusers model it was trained on, with the guidance it was trained at"
     bb = load_folder(backbone, **({} if null_class is None else dict(null_class=null_class))) if isinstance(backbone, (str, Path)) else backbone
-    if isinstance(solver, LearnedSolver): trained, rec_null = getattr(solver, 'guidance', None) or solver.guidance_range or view_scale(bb), None
+    if isinstance(solver, LearnedSolver):                 # its guidance: as trained or loaded, else (`...`, not known) its range or the view's scale
+        trained, rec_null = (solver.guidance if solver.guidance is not ... else None) or solver.guidance_range or view_scale(bb), None
     else:
         solver, meta = load_solver(solver, bb)     # checks the backbone's weights hash
         trained, rec_null = solver.guidance, recorded_null(meta)

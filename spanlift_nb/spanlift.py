@@ -108,7 +108,7 @@ class SpanLift(LearnedSolver):
     method = 'spanlift'
     def __init__(self, base: str = 'euler', nfe: int = 3, path: GaussianPath | None = None,
                  shape=(1, 8, 8), # one sample's shape: (C, H, W) for images, (D,) for flat data
-                 schedule: str | None = None, learn_scalars: bool = False,
+                 *, schedule: str | None = None, learn_scalars: bool = False, # the options, by keyword only
                  width: int = 32, blocks: int = 3, history: int = 2, denoised: bool = True, arch: str | None = None,
                  in_span: bool = False, # project the correction onto its row's buffer span, per sample (a control)
                  patch: int | None = None, # the operator's working resolution (see `ResidualOperator`); None: `default_patch(shape)`
@@ -117,7 +117,7 @@ class SpanLift(LearnedSolver):
                  out_of_span: bool = False): # keep only the correction's part orthogonal to its row's buffer span, per sample
         super().__init__()
         if in_span and out_of_span: raise ValueError("in_span and out_of_span exclude each other: pick one")
-        self.scalar = ScalarSolver(base, nfe, path, schedule, learn_times=learn_scalars, learn_coefs=learn_scalars, guidance_range=guidance_range)
+        self.scalar = ScalarSolver(base, nfe, path, schedule=schedule, learn_times=learn_scalars, learn_coefs=learn_scalars, guidance_range=guidance_range)
         self.shape, self.history, self.denoised, self.in_span, self.strength = tuple(shape), history, denoised, in_span, 1.0
         self.proposal, self.out_of_span = proposal, out_of_span
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
@@ -169,8 +169,8 @@ def forward(self: SpanLift, model, noise: Tensor, callback=None) -> Tensor:
 @patch
 def with_base(self: SpanLift, base: str, schedule: str | None = None) -> SpanLift:
     "The same trained operator over another base solver with the same NFE (transfer)"
-    new = SpanLift(base, self.nfe, self.path, self.shape, schedule, False, **{k: v for k, v in self.hparams.items() if k != 'learn_scalars'},
-                   guidance_range=self.guidance_range)
+    new = SpanLift(base, self.nfe, self.path, self.shape, schedule=schedule, learn_scalars=False,
+                   **{k: v for k, v in self.hparams.items() if k != 'learn_scalars'}, guidance_range=self.guidance_range)
     new.op.load_state_dict(self.op.state_dict())
     return new.to(next(self.op.parameters()).device)
 
@@ -180,9 +180,10 @@ def config(self: SpanLift) -> dict:
 
 @patch(cls_method=True)
 def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
-    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], c.get('schedule'), c.get('learn_scalars', False),
-               c['width'], c['blocks'], c['history'], c['denoised'], c['arch'], c.get('in_span', False),
-               c.get('patch', 1), c.get('guidance_range'), c.get('proposal', False), c.get('out_of_span', False))   # a key an older config lacks: the setting it was trained with
+    return cls(c['base'], c['nfe'], path or GaussianPath.from_config(c['path']), c['shape'], schedule=c.get('schedule'),
+               learn_scalars=c.get('learn_scalars', False), width=c['width'], blocks=c['blocks'], history=c['history'], denoised=c['denoised'],
+               arch=c['arch'], in_span=c.get('in_span', False), patch=c.get('patch', 1), guidance_range=c.get('guidance_range'),
+               proposal=c.get('proposal', False), out_of_span=c.get('out_of_span', False))   # a key an older config lacks: the setting it was trained with
 
 @patch(cls_method=True)
 def from_scalars(cls: SpanLift, scalar: ScalarSolver, # a fitted learned-scalar solver
@@ -190,7 +191,8 @@ def from_scalars(cls: SpanLift, scalar: ScalarSolver, # a fitted learned-scalar 
                  learn_scalars: bool = True, # keep learning the scalars beside the operator (False: frozen)
                  **kw) -> SpanLift: # operator settings: width, blocks, in_span, patch, ...
     "A SpanLift that starts as the fitted `scalar` solver: untrained, it returns exactly what `scalar` returns"
-    sl = cls(scalar.base.name, scalar.nfe, scalar.path, shape, scalar.schedule, learn_scalars, guidance_range=scalar.guidance_range, **kw)
+    sl = cls(scalar.base.name, scalar.nfe, scalar.path, shape, schedule=scalar.schedule, learn_scalars=learn_scalars,
+             guidance_range=scalar.guidance_range, **kw)
     sl.scalar.load_state_dict(scalar.state_dict())
     return sl.to(scalar.dA.device)
 

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from .core import (GaussianPath, Backbone, as_backbone, get_device, weights_hash, ARCHS, RECIPES, save_tensors,
                               load_tensors, write_json, file_sha256)
+from . import backbones, archs          # register the package's architectures: unet, unet-edm, mlp, mlp-edm, clf-cnn, conv-ae, nowcast-unet
+from .adapters import load_folder     # and diffusers (diffusers itself is imported only when such a network is built)
 
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'META_HASH', 'checkpoint_files', 'shipped', 'info', 'meta_hash', 'seal', 'check_meta', 'save',
@@ -110,14 +112,11 @@ def _check_module(meta: dict, m: Path):
         raise ValueError(f"{m} names module {mod!r}: the zoo imports only spanlift_nb modules (import {mod} yourself to register {arch!r})")
 
 def _builder(meta: dict, m: Path):
-    "The registered builder of a checkpoint's architecture, importing its spanlift_nb module by name if needed"
+    "The registered builder of a checkpoint's architecture, found by its name (the recorded module is checked, never imported)"
     arch, mod = meta.get('arch'), meta.get('module')
     if not isinstance(mod, str): raise ValueError(f"{m} records no module for architecture {arch!r}: save it again with zoo.save")
     _check_module(meta, m)
-    if arch in ARCHS and ARCHS[arch].__module__ == mod: return ARCHS[arch]      # already registered by that module
-    try: importlib.import_module(mod)
-    except ModuleNotFoundError: raise ValueError(f"{m} names module {mod!r}, which this version of spanlift_nb does not have") from None
-    if arch not in ARCHS: raise ValueError(f"{m}: module {mod} registers no architecture {arch!r}; known: {', '.join(sorted(ARCHS))}")
+    if arch not in ARCHS: raise ValueError(f"{m} names architecture {arch!r}, which no module of this version of spanlift_nb registers; known: {', '.join(sorted(ARCHS))}")
     return ARCHS[arch]
 
 def _build(w: Path, meta: dict, m: Path) -> nn.Module:
@@ -194,7 +193,7 @@ def load_backbone(spec, # a shipped name, a checkpoint path, a diffusers folder,
     elif isinstance(spec, nn.Module) or (callable(spec) and not isinstance(spec, (str, Path))): bb = as_backbone(spec)
     else:
         s = str(spec)
-        if Path(s).is_dir(): bb = importlib.import_module('spanlift_nb.adapters').load_folder(s, **folder_kw)
+        if Path(s).is_dir(): bb = load_folder(s, **folder_kw)
         elif s in shipped() or s.endswith(('.safetensors', '.json')) or Path(s).exists():
             bb = load(s)
             if not isinstance(bb, Backbone): raise ValueError(f"{s} is a saved {bb.meta.get('role', 'model')}, not a backbone")

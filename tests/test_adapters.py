@@ -69,3 +69,17 @@ def test_cli_guides_a_class_conditional_folder_given_its_null_class(folders, tmp
     assert (r['nfe'], r['guidance'], r['classes']) == (2, 2.0, [0, 2])
     p = run('--null-class', '3', '--classes', '3')                                # the null class is not a class to sample
     assert p.returncode != 0 and 'Traceback' not in p.stderr
+
+def test_encode_and_decode_take_a_latent_backbone_or_its_autoencoder():
+    "One pair for every autoencoder: a latent backbone from the zoo decodes through its decoder, in batches, clamped, where its input was"
+    import torch
+    from spanlift_nb.adapters import encode, decode
+    from spanlift_nb.zoo import load_backbone
+    bb = load_backbone('fashion-latent-flow')
+    z = torch.randn(5, 4, 7, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = decode(z, bb, batch=2)
+    assert x.dtype == torch.float32 and x.shape == (5, 1, 28, 28) and x.abs().max() <= 1
+    assert torch.allclose(x, decode(z, bb.decoder), atol=1e-6)
+    with torch.no_grad(): assert torch.allclose(x, bb.to_images(z.float()).clamp(-1, 1), atol=1e-5)
+    assert encode(x, bb).shape == (5, 4, 7, 7)
+    with pytest.raises(ValueError, match='has no encode and decode'): decode(z, torch.nn.Linear(2, 2))

@@ -39,3 +39,16 @@ def test_names_work_without_diffusers():
             "try: spanlift_nb.SpanLiftScheduler\nexcept ImportError as e: print('scheduler:', e)")
     out = run(code)
     assert out.startswith('SpanLift load_backbone') and 'pip install "spanlift-nb[diffusers]"' in out, out
+
+@pytest.mark.parametrize('name,leading', [('ScalarSolver', ['base', 'nfe', 'path']), ('SpanLift', ['base', 'nfe', 'path', 'shape'])])
+def test_solver_options_after_the_first_few_are_keyword_only(name, leading):
+    "The learned solvers take (base, nfe, path[, shape]) by position and every option by keyword, in one order for both"
+    import inspect
+    cls = getattr(spanlift_nb, name)
+    params = list(inspect.signature(cls).parameters.values())
+    assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD] == leading
+    assert all(p.kind is p.KEYWORD_ONLY for p in params[len(leading):]) and len(params) > len(leading)
+    assert 'schedule' in [p.name for p in params[len(leading):]]
+    with pytest.raises(TypeError, match='positional'): cls('euler', 3, None, *([(1, 8, 8)] if name == 'SpanLift' else []), 'karras')
+    s = cls('euler', 3, None, *([(1, 8, 8)] if name == 'SpanLift' else []), schedule='karras')
+    assert cls.from_config(s.config()).config() == s.config() and s.config()['schedule'] == 'karras'

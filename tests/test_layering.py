@@ -1,7 +1,7 @@
 """The package's layering, read from the source with `ast`: no import cycles, no module reaching for another module's
 `_private` name, and every import going down the layers (or sideways within one layer). Imports inside functions
 count, as do `from . import x` and `importlib.import_module('spanlift_nb.x')` with a literal name."""
-import ast
+import ast, json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parents[1] / 'spanlift_nb'
 # lowest first; a module may import from its own layer and the layers below it
 LAYERS = [
     {'core'},
-    {'data', 'backbones', 'analytic', 'adapters', 'zoo'},
+    {'data', 'backbones', 'archs', 'analytic', 'adapters', 'zoo'},
     {'solvers', 'teacher'},
     {'span'},
     {'scalar', 'spanlift'},
@@ -119,3 +119,23 @@ def test_the_checks_see_every_kind_of_import():
     tree, known = ast.parse(src), {'train', 'solvers', 'cli', 'widgets'}
     assert sorted((d, n or '') for _, d, n, _ in imports(tree, known)) == [('cli', ''), ('solvers', '_lo'), ('train', ''), ('widgets', '')]
     assert [(d, n) for _, d, n, _ in private_attributes(tree, known)] == [('cli', '_usage')]
+
+def imported_at_run_time(code: str) -> list:
+    "The spanlift_nb modules a fresh process has imported after running `code`"
+    code += "\nimport sys, json\nprint(json.dumps(sorted(m.split('.')[1] for m in sys.modules if m.startswith('spanlift_nb.'))))"
+    p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=600, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+def above(mods, module='zoo') -> list: return [m for m in mods if LAYER.get(m, len(LAYERS)) > LAYER[module]]
+
+def test_the_zoo_loads_every_shipped_file_without_importing_a_module_above_it():
+    "What a checkpoint names (its architecture, its module) must not make the zoo import upward: only a run can see that"
+    mods = imported_at_run_time("from spanlift_nb import zoo\nfor n in zoo.shipped(): zoo.load(n)\n"
+                                "for n in zoo.shipped('backbone'): zoo.load_backbone(n)")
+    assert {'zoo', 'archs', 'backbones'} <= set(mods)
+    assert not above(mods), f"loading the shipped files imported {above(mods)}, above the zoo's layer: define their architectures in backbones or archs"
+
+def test_the_run_time_check_sees_an_upward_import():
+    mods = imported_at_run_time("from spanlift_nb import zoo\nimport importlib; importlib.import_module('spanlift_nb.' + 'latent')")
+    assert 'latent' in above(mods)

@@ -122,3 +122,12 @@ def test_the_fashion_reference_remade_from_the_data_matches_the_shipped_one(tmp_
     for k in old:
         a, b = new[k].double(), old[k].double()
         assert (a - b).abs().max() <= 1e-3 * b.abs().max(), (k, (a - b).abs().max())
+
+@pytest.mark.parametrize('name,module', [('fashion-ae', 'spanlift_nb.latent'), ('rain-nowcast', 'spanlift_nb.nowcast')])
+def test_a_file_naming_the_module_an_architecture_used_to_live_in_still_loads(tmp_path, name, module):
+    "The architecture is found by its name; the recorded spanlift_nb module is not imported"
+    f = _copy(tmp_path, name); m = f.with_suffix('.json')
+    m.write_text(json.dumps(zoo.seal(dict(json.loads(m.read_text()), module=module))))
+    p = py(f"import sys\nfrom spanlift_nb import zoo\nnet = zoo.load({str(f)!r})\nprint(type(getattr(net, 'net', net)).__name__, {module!r} in sys.modules)")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [{'fashion-ae': 'ConvAE', 'rain-nowcast': 'NowcastNet'}[name], 'False']
