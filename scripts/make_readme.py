@@ -107,6 +107,21 @@ def matched_cost(results: dict, key: str) -> list:
     return [dict(nfe=n, spanlift=a['spanlift']['teacher_rmse'], scalar=b['scalar']['teacher_rmse'], base=b['base']['teacher_rmse'],
                  base_name=base_name(b['base']), overhead=n * wall if wall else float('nan'))]
 
+RECIPE_KEY = 'digits-flow@{nfe}@pairs8192s2000'     # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`)
+
+def recipe_lines(results: dict) -> list:
+    "Bullets on the recipe's own runs (bench/levers.py, several seeds): its ratio at NFE 3, and SpanLift at NFE 3 against learned scalars at NFE 4"
+    lv = results.get('levers') or {}; r3, r4 = lv.get(RECIPE_KEY.format(nfe=3)), lv.get(RECIPE_KEY.format(nfe=4))
+    if not r3: return []
+    m = lambda xs: sum(xs) / len(xs)
+    sd = lambda xs: (sum((x - m(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else float('nan')
+    out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, {len(r3['seeds'])} seeds): "
+           f"on digits-flow at 3 NFE SpanLift reaches {m(r3['spanlift']):.4f} ± {sd(r3['spanlift']):.4f} against {m(r3['scalar']):.4f} for the learned scalars, "
+           f"**{m(r3['ratio']):.2f} ± {sd(r3['ratio']):.2f}x**; its error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
+    if r4: out.append(f"- **Matched cost under the recipe**: SpanLift at 3 NFE ({m(r3['spanlift']):.4f}) "
+                      f"{'beats' if m(r3['spanlift']) < m(r4['scalar']) else 'does not beat'} the learned scalars at 4 NFE ({m(r4['scalar']):.4f}).")
+    return out
+
 def gpu_table(gpu: dict) -> str:
     "The GPU check's throughput, from bench/gpu_check_h100.json"
     b = gpu['bench']; s, tr, te = b['sample'], b['train'], b['teacher']
@@ -150,7 +165,7 @@ def settings(results: dict) -> str:
 
 def sections(results: dict, gpu: dict | None = None) -> dict:
     "Every generated region of the README, by name"
-    out = {'results': '\n\n'.join([headline(results), results_table(results), settings(results),
+    out = {'results': '\n\n'.join(['\n'.join([headline(results), *recipe_lines(results)]), results_table(results), settings(results),
                                    '![Held-out teacher RMSE, from bench/RESULTS.json](nbs/images/quality_vs_nfe.png)',
                                    '![The guided runs, from bench/RESULTS.json](nbs/images/guided.png)'])}
     out['guided'] = guided_notes(results)
