@@ -78,9 +78,11 @@ def scalars(bb, name, train, val, nfe, b, s, seed, n_train):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases', 'frontier']); ap.add_argument('seed', type=int)
+    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases', 'frontier', 'transfer']); ap.add_argument('seed', type=int)
     ap.add_argument('--nfe', type=int, default=3)
     a = ap.parse_args(); torch.set_num_threads(1)
+    if a.lever == 'transfer':                       # the transfer matrix: bench/transfer.py, run from here so one queue of levers covers it
+        sys.path.insert(0, str(Path(__file__).parent)); import transfer; return transfer.main()
     out = OUT / f'{a.backbone}-nfe{a.nfe}-{a.lever}-s{a.seed}.json'
     if out.exists(): print('exists', out); return
     bb = load_backbone(a.backbone); t0 = time.time()

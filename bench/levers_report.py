@@ -29,7 +29,7 @@ def order(lever: str) -> tuple:
     base = lever[6:] if lever.startswith('short-') else lever
     return (lever.startswith('short-'), list(ABOUT).index(base) if base in ABOUT else 99)
 
-def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json'))]
+def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith('transfer-')]
 
 def ms(xs, nd=4):
     "mean ± sd (sample sd; a single run shows its value and n = 1)"
@@ -146,6 +146,33 @@ def frontier(runs) -> tuple:
         lines.append(f"| {n} | {e:.4f} | {fl:.3f} | {sec * 1e3:.2f} ms | " + (f"{better[0][2]:.4f} ({better[0][1]:.3f})" if better else 'none') + ' |')
     return f, lines
 
+NAMES = dict(euler='Euler', heun='Heun', ipndm_v='iPNDM (velocity)', ipndm='iPNDM', unipc='UniPC', dpmpp_2m='DPM-Solver++(2M)', mixed='a random base per step')
+
+def transfer_lines() -> list:
+    "The transfer matrix (bench/transfer.py): operators trained over one base (or a random one per step), applied over each base at NFE 3"
+    f = HERE / 'LEVERS' / 'transfer-digits-flow-nfe3.json'
+    if not f.exists(): return []
+    t = json.loads(f.read_text()); bases = t['bases']; n = lambda b: NAMES.get(b, b)
+    out = ['\n### Transfer across base solvers\n',
+           f"`python bench/transfer.py`: digits-flow, NFE 3, {t['n_train']} training pairs, each operator {t['steps']} steps over its base's own scalars "
+           "(frozen, so the operator is all that is learned), applied unchanged over every base (`SpanLift.with_base`); the 512 held-out test pairs. "
+           "Rows: the base an operator was trained over; columns: the base it runs over.\n",
+           '| trained over \\ applied over | ' + ' | '.join(n(b) for b in bases) + ' |', '|---|' + '---|' * len(bases)]
+    for src, row in t['matrix'].items(): out.append(f'| {n(src)} | ' + ' | '.join(f"{row[b]:.4f}" for b in bases) + ' |')
+    out.append('| the base alone | ' + ' | '.join(f"{t['base'][b]:.4f}" for b in bases) + ' |')
+    for k in ('3', '4'):
+        sc = t['scalar'].get(k, {})
+        out.append(f'| learned scalars, NFE {k} | ' + ' | '.join(f"{sc[b]:.4f}" if b in sc else '–' for b in bases) + ' |')
+    off = [(s, b) for s in t['matrix'] for b in bases if s != b]
+    beat_base = sum(t['matrix'][s][b] < t['base'][b] for s, b in off)
+    beat_sc4 = [(s, b) for s, b in off if b in t['scalar'].get('4', {}) and t['matrix'][s][b] < t['scalar']['4'][b]]
+    n4 = sum(b in t['scalar'].get('4', {}) for s, b in off)
+    kept = [(t['base'][b] - t['matrix'][s][b]) / (t['base'][b] - t['native'][b]) for s, b in off if s != 'mixed' and t['base'][b] > t['native'][b]]
+    out.append(f"\nOff the diagonal, an operator applied over a base it was not trained over beats that base alone in {beat_base} of {len(off)} cases, "
+               f"and beats that base's learned scalars at NFE 4 in {len(beat_sc4)} of {n4}. "
+               + (f"A single-base operator keeps {min(kept):.0%} to {max(kept):.0%} of the native operator's gain over the base." if kept else ''))
+    return out
+
 def main():
     runs = load(); lines, summary = table(runs)
     fig = pairs_figure(summary)
@@ -173,6 +200,7 @@ def main():
             block.append(f"The tolerance for a teacher: a tenth of SpanLift's RMSE ({tol:.4f}). " + (
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
+    block += transfer_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
