@@ -22,7 +22,7 @@ __all__ = ['EXAMPLES', 'MAX_INFERRED_CLASSES', 'COMMANDS', 'USER_ERRORS', 'load_
 
 # %% ../nbs/09_cli.ipynb #dc8dac6b
 EXAMPLES = {
- 'demo': "  spanlift demo                      # digits-flow at NFE 3, about 5 min on 2 CPU cores\n"
+ 'demo': "  spanlift demo                      # digits-flow at NFE 3, the recipe: about 10 min on 2 CPU cores\n"
          "  spanlift demo --quick              # a smoke test, under two minutes\n"
          "  spanlift demo --dataset fashion --device cuda --out runs/fashion",
  'fit-backbone': "  spanlift fit-backbone --data my_images.npy --kind flow --out bb.safetensors\n"
