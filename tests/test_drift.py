@@ -72,9 +72,9 @@ def test_regenerate_needs_its_markers():
     with pytest.raises(ValueError, match='no region `<!-- generated: results -->`'): mr.regenerate('no markers', {'results': 'x'})
 
 def test_sections_survive_a_smaller_benchmark():
-    "A benchmark with fewer runs (no NFE 4, no guided runs, no transfer rows) still gives every section and figure"
+    "A benchmark with fewer runs (no NFE 4, no guided runs, no transfer rows, no lever runs) still gives every section and figure"
     res = mr.load()
-    small = dict(res, results={k: dict(v, rows=[r for r in v['rows'] if 'transfer_from' not in r])
+    small = dict(res, levers={}, transfer={}, results={k: dict(v, rows=[r for r in v['rows'] if 'transfer_from' not in r])
                                for k, v in res['results'].items() if k in ('digits-flow@3', 'fashion-flow@3')})
     parts = mr.sections(small)
     assert 'Matched cost' not in parts['results'] and 'Transfer' not in parts['results']
