@@ -123,6 +123,13 @@ def recipe_lines(results: dict) -> list:
         b4, e4 = min(sc4.items(), key=lambda kv: kv[1])
         out.append(f"- **Matched cost under the recipe**: SpanLift at 3 NFE ({m(r3['spanlift']):.4f}) "
                    f"{'beats' if m(r3['spanlift']) < e4 else 'does not beat'} the best learned-scalar solver at 4 NFE ({NAMES.get(b4, b4)}, {e4:.4f}).")
+    t = results.get('transfer') or {}
+    if t.get('matrix', {}).get('mixed'):
+        mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
+        out.append(f"- **Transfer under the recipe's pairs**: one operator trained over a random base per step ({', '.join(NAMES.get(b, b) for b in bs)}) "
+                   f"beats the base alone under {len(wins)} of its {len(bs)} bases (for example {NAMES.get(bs[0], bs[0])}: {mx[bs[0]]:.4f} against {t['base'][bs[0]]:.4f}), "
+                   f"and {'falls short of' if all(mx[b] > t['native'][b] for b in bs) else 'matches or beats'} each base's own operator "
+                   f"({NAMES.get(bs[0], bs[0])}: {t['native'][bs[0]]:.4f}); the full matrix is in `bench/RESULTS.md`.")
     return out
 
 def gpu_table(gpu: dict) -> str:
