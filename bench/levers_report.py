@@ -50,7 +50,7 @@ def table(runs) -> tuple:
         summary[f'{bb}@{nfe}@{lever}'] = dict(seeds=[r['seed'] for r in rs], scalar=sc, spanlift=sl, ratio=ra, spanlift_train=[r['spanlift_train_rmse'] for r in rs],
                                               seconds=[r['spanlift_seconds'] for r in rs], settings=rs[0]['settings'], base=rs[0]['base'], n_train=rs[0]['settings']['n_train'],
                                               flops_ratio=rs[0]['cost']['flops_ratio'], params_operator=rs[0]['cost']['params_operator'])
-        lines.append(f"| {bb} | {about(lever)} | {len(rs)} | {ms(sc)} | {ms(sl)} | {ms(ra, 2)} | {ms([r['spanlift_train_rmse'] for r in rs])} | "
+        lines.append(f"| {bb}{'' if nfe == 3 else f', NFE {nfe}'} | {about(lever)} | {len(rs)} | {ms(sc)} | {ms(sl)} | {ms(ra, 2)} | {ms([r['spanlift_train_rmse'] for r in rs])} | "
                      f"{ms([r['spanlift_seconds'] for r in rs], 0)} | {rs[0]['cost']['flops_ratio']:.3f} |")
     return lines, summary
 
@@ -88,7 +88,8 @@ def verdicts(summary) -> list:
     for key, v in summary.items():
         if key.endswith(('@recipe', '@short-recipe', f'@{RECIPE_LEVER}')):
             ra = st.mean(v['ratio'])
-            out.append(f"- **{key.split('@')[0]}, {about(key.split('@')[2])}: SpanLift / learned scalars {ra:.2f}** over {len(v['ratio'])} seed(s).")
+            bb, nfe, lever = key.split('@')
+            out.append(f"- **{bb}, NFE {nfe}, {about(lever)}: SpanLift / learned scalars {ra:.2f}** over {len(v['ratio'])} seed(s).")
     return (['\nEach lever against the row it changes (1024 pairs and SpanLift 350 steps, or the short budget; a difference inside the seed-to-seed spread is no difference):\n', *out] if out else []) + \
            ['\nNot measured in this sweep:\n', *[f'- {x}' for x in NOT_MEASURED]]
 
