@@ -23,7 +23,7 @@ CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift
 N_POOL = dict(digits=1024, fashion=256)        # training pairs made once per backbone; levers use the first n_train
 N_VAL, N_TEST = dict(digits=256, fashion=0), 512
 EXTRA = ((2, 7168), (3, 8192))                  # digits-flow: more training pairs (seed, how many), appended in turn to the pool for the levers that ask for over 1024
-BASE = dict(n_train=None, intermediate=0.0, anneal=True, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
+BASE = dict(n_train=None, intermediate=0.0, anneal=True, detach=False, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
             op=dict(width=32, blocks=3))
 LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging='joint', steps=550),
           'proposal': dict(op=dict(width=32, blocks=3, proposal=True)), 'out_of_span': dict(op=dict(width=32, blocks=3, out_of_span=True)),
@@ -31,6 +31,7 @@ LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging=
           'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
           'steps700b64': dict(steps=700, batch=64),
           **{f'pairs{n}': dict(n_train=n) for n in (2048, 4096, 8192)}, 'pairs8192s900': dict(n_train=8192, steps=900), 'pairs8192s2000': dict(n_train=8192, steps=2000), 'pairs16384s2000': dict(n_train=16384, steps=2000),
+          **{f'pairs{n}s{k}det': dict(n_train=n, steps=k, detach=True) for n in (8192, 16384) for k in (2000, 3200, 4000)},
           'inter0.3': dict(intermediate=0.3), 'inter1': dict(intermediate=1.0), 'inter3': dict(intermediate=3.0),
           'inter1c': dict(intermediate=1.0, anneal=False), 'pairs8192inter1': dict(n_train=8192, intermediate=1.0)}
 SHORT = dict(scalar_steps=100, steps=120, batch=32)   # 'short-<lever>': the same lever on a budget of about a twelfth of the recipe's (CPU-bound sweeps)
@@ -97,7 +98,7 @@ def main():
     if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), schedule=b[1], learn_scalars=True, **s['op'])
     else: sl = SpanLift.from_scalars(sc, sample_shape(bb), learn_scalars=s['staging'] != 'frozen', **s['op'])
     cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed,
-                      intermediate=s['intermediate'], intermediate_anneal=s['anneal'])
+                      intermediate=s['intermediate'], intermediate_anneal=s['anneal'], detach_backbone=s['detach'])
     fit = fit_solver(sl, bb, with_path(bb, train) if s['intermediate'] else train, val, cfg, progress=False)
     t1 = time.time(); xs = run_method(bb, test.noise, solver=fit.solver)[0]; sl_wall = (time.time() - t1) / len(test)
     tr = run_method(bb, train.noise[:512], solver=fit.solver)[0]
