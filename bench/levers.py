@@ -4,7 +4,7 @@
     python bench/levers.py fashion-flow proposal 1
 
 Every run uses the same pairs (seed 0: digits-flow 1024 training pairs and 256 for validation, a lever may use the first
-n_train of them; 512 test pairs at HELD_OUT_SEED; fashion-flow: 256 pairs at seed 0 to score the base solvers on) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
+n_train of them, and more from `EXTRA`; fashion-flow 8192 and 256; 512 test pairs at HELD_OUT_SEED) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
 in what they change. `bench/levers_report.py` gathers the JSON files into tables. Settings: `LEVERS` below."""
 import argparse, dataclasses, json, os, sys, time
 from pathlib import Path
@@ -20,8 +20,8 @@ from spanlift_nb.train import fit_solver, TrainConfig
 
 OUT = Path(__file__).parent / 'LEVERS'
 CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift-nb'))
-N_POOL = dict(digits=1024, fashion=256)        # training pairs made once per backbone; levers use the first n_train
-N_VAL, N_TEST = dict(digits=256, fashion=0), 512
+N_POOL = dict(digits=1024, fashion=8192)       # training pairs made once per backbone; levers use the first n_train
+N_VAL, N_TEST = dict(digits=256, fashion=256), 512
 EXTRA = ((2, 7168), (3, 8192))                  # digits-flow: more training pairs (seed, how many), appended in turn to the pool for the levers that ask for over 1024
 BASE = dict(n_train=None, intermediate=0.0, anneal=True, detach=False, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
             op=dict(width=32, blocks=3))
@@ -41,7 +41,6 @@ def pairs(bb, name):
     "(train pool, validation, test) teacher pairs of `name`, cached"
     data = name.split('-')[0]; shape = sample_shape(bb)
     pool = teacher_pairs(bb, N_POOL[data] + N_VAL[data], seed=0, shape=shape, progress=False)
-    if not N_VAL[data]: return None, None, pool            # fashion: the base solvers only, scored on these pairs
     test = teacher_pairs(bb, N_TEST, seed=HELD_OUT_SEED, shape=shape, progress=False)
     return pool[:N_POOL[data]], pool[-N_VAL[data]:], test
 
@@ -79,7 +78,7 @@ def scalars(bb, name, train, val, nfe, b, s, seed, n_train):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases', 'frontier', 'transfer']); ap.add_argument('seed', type=int)
+    ap.add_argument('backbone'); ap.add_argument('lever', choices=list(LEVERS) + ['teacher', 'bases', 'frontier', 'transfer', 'scalars']); ap.add_argument('seed', type=int)
     ap.add_argument('--nfe', type=int, default=3)
     a = ap.parse_args(); torch.set_num_threads(1)
     if a.lever == 'transfer':                       # the transfer matrix: bench/transfer.py, run from here so one queue of levers covers it
@@ -91,10 +90,13 @@ def main():
     if a.lever == 'bases': return write_json(out, bases_table(bb, test))
     if a.lever == 'frontier': return write_json(out, dict(bases_table(bb, test, range(2, 11), per_sample=True), kind='frontier'))
     if a.lever == 'teacher': return write_json(out, cheap_teacher(bb, test))
-    s = dict(BASE, **LEVERS[a.lever]); s['n_train'] = s['n_train'] or len(train_pool); train = more_pairs(bb, train_pool, s['n_train'])
+    s = dict(BASE, **LEVERS.get(a.lever, {})); s['n_train'] = s['n_train'] or len(train_pool); train = more_pairs(bb, train_pool, s['n_train'])
     b = base_pick(bb, a.backbone, val, a.nfe)
     sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
     t1 = time.time(); sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target); sc_wall = (time.time() - t1) / len(test)
+    if a.lever == 'scalars':                        # the learned-scalar solver alone (matched-cost rows)
+        return write_json(out, dict(backbone=a.backbone, nfe=a.nfe, lever=a.lever, seed=a.seed, settings=s, base=list(b), scalar_rmse=sc_rmse,
+                                    scalar_seconds=sc_sec, sample_seconds=dict(scalar=sc_wall), wall=time.time() - t0, torch=torch.__version__))
     if s['staging'] == 'joint': sl = SpanLift(b[0], a.nfe, bb.path, sample_shape(bb), schedule=b[1], learn_scalars=True, **s['op'])
     else: sl = SpanLift.from_scalars(sc, sample_shape(bb), learn_scalars=s['staging'] != 'frozen', **s['op'])
     cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed,
