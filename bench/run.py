@@ -10,11 +10,11 @@ import argparse, json, os, platform, re, sys, time
 from pathlib import Path
 import torch
 from spanlift_nb.core import write_json, atomic_write, get_device, parse_guidance
-from spanlift_nb.evaluate import compare, results_markdown, fit_range, run_method, pairs_kw, score, dataset_of
+from spanlift_nb.evaluate import compare, results_markdown, fit_range, run_method, pairs_kw, score, dataset_of, RECIPE_PAIRS
 from spanlift_nb.metrics import class_accuracy
 from spanlift_nb.teacher import guidance_grid
 
-SIZES = dict(digits=dict(n_train=8192, n_val=512, n_test=1024), fashion=dict(n_train=2048, n_val=256, n_test=512))   # pairs only:
+SIZES = dict(digits=dict(n_train=RECIPE_PAIRS, n_val=512, n_test=1024), fashion=dict(n_train=RECIPE_PAIRS, n_val=256, n_test=512))   # pairs only:
 # every learned solver trains by the one recipe, `evaluate.SPANLIFT_RECIPE` (via `compare` -> `fit_spanlift`), the same on every data set
 GUIDED = dict(n_train=512, n_val=128, n_test=256, steps_scalar=100, steps_spanlift=200, batch=64)   # per scale; a class-conditional backbone
 RANGE_STEPS = 400                                                                                 # the solver trained over the whole range
@@ -55,6 +55,7 @@ def main():
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     t0, results = time.time(), {}
+    a.kept = kept_results(a) if a.keep else {}
     if any(n.startswith('fashion-cond') for n in a.backbones):
         return guided_main(a, t0)
     for name in a.backbones:
@@ -68,7 +69,9 @@ def main():
     print(f'wrote {a.out}')
 
 def write(a, results: dict, t0: float):
-    "Write RESULTS.md and results.json for the runs measured so far"
+    "Write RESULTS.md and results.json for the runs measured so far (with --keep, beside the unguided runs of earlier invocations)"
+    earlier = {(k.split('@')[0], int(k.split('@')[1])): v for k, v in getattr(a, 'kept', {}).items() if k.count('@') == 1}
+    results = {**{k: v for k, v in earlier.items() if k not in results}, **results}
     mc = matched_cost(results)
     lines = [f"# spanlift-nb benchmark\n", f"Measured by `python bench/run.py {' '.join(sys.argv[1:])}` on {machine()}; "
              f"wall time so far {time.time() - t0:.0f} s. Teacher: dopri5 (rtol = atol = 1e-4), test noise held out (seed 1), "
@@ -91,8 +94,13 @@ def write(a, results: dict, t0: float):
     old = Path(a.out).read_text() if Path(a.out).exists() else ''
     kept = [m.group(0) for m in re.finditer(r'<!-- (levers|guided): written by .*?<!-- /\1 -->', old, re.S)]   # sections other scripts write
     with atomic_write(a.out, 'w') as f: f.write('\n'.join(lines + kept) + '\n')
-    js = Path(a.out).with_suffix('.json'); keep_js = {k: v for k, v in (json.loads(js.read_text()) if js.exists() else {}).items() if k in ('levers', 'machine_guided')}
-    write_json(js, dict(keep_js, results={f'{k[0]}@{k[1]}': v for k, v in results.items()}, matched_cost=mc, machine=machine()))
+    js = Path(a.out).with_suffix('.json'); keep_js = {k: v for k, v in (json.loads(js.read_text()) if js.exists() else {}).items() if k not in ('results', 'matched_cost', 'machine')}
+    write_json(js, dict(keep_js, results={**getattr(a, 'kept', {}), **{f'{k[0]}@{k[1]}': v for k, v in results.items()}}, matched_cost=mc, machine=machine()))
+
+def kept_results(a) -> dict:
+    "With --keep: the results.json entries this run does not measure (the guided rows, other backbones), kept beside the new ones"
+    js = Path(a.out).with_suffix('.json')
+    return (json.loads(js.read_text()).get('results') or {}) if js.exists() else {}
 
 GUIDED_BEGIN, GUIDED_END = '<!-- guided: written by bench/run.py -->', '<!-- /guided -->'
 
