@@ -29,7 +29,22 @@ def order(lever: str) -> tuple:
     base = lever[6:] if lever.startswith('short-') else lever
     return (lever.startswith('short-'), list(ABOUT).index(base) if base in ABOUT else 99)
 
-def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith('transfer-')]
+def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith(('transfer-', 'demo-'))]
+
+def demo_lines() -> list:
+    "The demo as a new user runs it (`spanlift demo` from an empty cache; its results.json copied to LEVERS/demo-*.json): time and table"
+    runs = [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('demo-*.json'))]
+    if not runs: return []
+    out = ['\n### The demo\n', '`spanlift demo` (digits-flow, NFE 3, the recipe: `DEMO_SIZES[\'full\']`) in a fresh venv from an empty teacher-pair cache, '
+           'two torch threads on the idle 2-core machine; each row one run, its own `results.json`.\n',
+           '| run | wall s | teacher pairs s | learned scalars fit s | SpanLift fit s | best base | learned scalars | SpanLift | SpanLift / scalars |', '|---|---|---|---|---|---|---|---|---|']
+    for i, r in enumerate(runs, 1):
+        rows, c = r['rows'], r['config']
+        best = min((x for x in rows if x['method'] == 'base'), key=lambda x: x['teacher_rmse'])
+        sc, sl = (next(x for x in rows if x['method'] == m) for m in ('scalar', 'spanlift'))
+        out.append(f"| {i} | {c['wall_seconds']:.0f} | {c['pairs_seconds']:.0f} | {sc['train_seconds']:.0f} | {sl['train_seconds']:.0f} | {best['teacher_rmse']:.4f} ({NAMES.get(best['base'], best['base'])}) | "
+                   f"{sc['teacher_rmse']:.4f} | {sl['teacher_rmse']:.4f} | {sl['teacher_rmse'] / sc['teacher_rmse']:.2f} |")
+    return out
 
 def ms(xs, nd=4):
     "mean ± sd (sample sd; a single run shows its value and n = 1)"
@@ -240,7 +255,7 @@ def main():
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
     block += transfer_lines()
-    mrows = matched(summary, scalar_rows(runs)); block += matched_lines(mrows)
+    mrows = matched(summary, scalar_rows(runs)); block += matched_lines(mrows) + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
