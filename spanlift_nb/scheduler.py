@@ -13,8 +13,9 @@ import torch
 from torch import Tensor
 from fastcore.basics import patch
 # everything this module takes from the rest of the package, in one place
-from .core import (GaussianPath, ModelOutput, append_dims, weights_hash, save_tensors, load_tensors, file_sha256, write_json,
+from .core import (GaussianPath, ModelOutput, append_dims, weights_hash, file_sha256, write_json,
                               parse_guidance, check_scale, guidance_scale as view_scale)
+from . import zoo
 from .adapters import require_diffusers, load_folder, vp_alphas_cumprod
 from .solvers import table_step
 from .scalar import LearnedSolver
@@ -282,12 +283,12 @@ def scale_noise(self: SpanLiftScheduler, sample: Tensor, timestep, noise: Tensor
 @patch
 def save_pretrained(self: SpanLiftScheduler, save_directory, # the folder to write
                     **kwargs): # diffusers' options (push_to_hub is refused)
-    "Write the learned weights (`spanlift_solver.safetensors`) and `scheduler_config.json`, which records their SHA-256"
+    "Write the learned weights in the zoo's format (`spanlift_solver.safetensors` and its sealed JSON) and `scheduler_config.json`, which records their SHA-256"
     if kwargs.get('push_to_hub'): raise ValueError("SpanLiftScheduler.save_pretrained writes local folders only; push_to_hub is not supported")
     d = Path(save_directory)
     if d.exists() and not d.is_dir(): raise FileExistsError(f"{d} is a file: save_pretrained writes a folder")
     w = d / self.weights_name
-    save_tensors(w, self.learned_solver.state_dict(), dict(solver=json.dumps(self.config.solver)))
+    zoo.save(w, self.learned_solver.state_dict(), arch=None, arch_kwargs=None, role='scheduler', solver=self.config.solver)
     self.register_to_config(weights_sha256=file_sha256(w))
     write_json(d / self.config_name, json.loads(self.to_json_string()))
 
@@ -302,7 +303,7 @@ def from_config(cls: SpanLiftScheduler, config=None, return_unused_kwargs=False,
 def from_pretrained(cls: SpanLiftScheduler, pretrained_model_name_or_path, # a folder written by `save_pretrained`
                     subfolder: str | None = None, # e.g. 'scheduler' inside a pipeline folder
                     **kwargs): # config overrides, e.g. guidance_scale= for a range solver
-    "Read a scheduler written by `save_pretrained`: JSON and safetensors only, the weights checked against their SHA-256"
+    "Read a scheduler written by `save_pretrained`: JSON and safetensors only, the weights loaded by `zoo.load` and checked against their SHA-256"
     d = Path(pretrained_model_name_or_path) / (subfolder or '')
     cfg_file, w_file = d / cls.config_name, d / cls.weights_name
     if not cfg_file.exists(): raise FileNotFoundError(f"No {cls.config_name} in {d}")
@@ -311,11 +312,15 @@ def from_pretrained(cls: SpanLiftScheduler, pretrained_model_name_or_path, # a f
     if cfg.get('_class_name') != cls.__name__: raise ValueError(f"{cfg_file} describes a {cfg.get('_class_name')}, not a {cls.__name__}")
     if not w_file.exists(): raise FileNotFoundError(f"No {cls.weights_name} in {d}: the trained weights belong beside {cls.config_name}")
     if not cfg.get('weights_sha256'): raise ValueError(f"{cfg_file} records no weights_sha256: save the scheduler again with save_pretrained")
-    if file_sha256(w_file) != cfg['weights_sha256']: raise ValueError(f"{w_file} is corrupt: its SHA-256 does not match the one recorded in {cls.config_name}")
+    if file_sha256(w_file) != cfg['weights_sha256']:
+        raise ValueError(f"{w_file} is corrupt: its SHA-256 does not match the one recorded in {cls.config_name}; export the scheduler again")
     keys = inspect.signature(cls.__init__).parameters
     if (bad := sorted(set(kwargs) - set(keys) - {'self'})): raise ValueError(f"unknown SpanLiftScheduler options {bad}; valid: {', '.join(k for k in keys if k != 'self')}")
-    sched, sd = cls(**{**{k: v for k, v in cfg.items() if k in keys}, **kwargs}), load_tensors(w_file)
-    try: sched.learned_solver.load_state_dict(sd)
+    sd = zoo.load(w_file)                               # the zoo's checks: its JSON beside the weights, that JSON's seal, the weights' SHA-256
+    if sd.meta.get('role') != 'scheduler' or sd.meta.get('solver') != cfg.get('solver'):
+        raise ValueError(f"{zoo.checkpoint_files(w_file)[1]} does not describe the solver in {cls.config_name}: export the scheduler again")
+    sched = cls(**{**{k: v for k, v in cfg.items() if k in keys}, **kwargs})
+    try: sched.learned_solver.load_state_dict(dict(sd))
     except RuntimeError as e: raise ValueError(f"{w_file} does not hold the weights of the solver in {cls.config_name} ({str(e).splitlines()[0]})") from None
     return sched
 

@@ -15,8 +15,8 @@ from torch.nn.parallel import DistributedDataParallel
 from fastcore.basics import patch
 import torch.distributed as dist
 from fastprogress.fastprogress import progress_bar
-from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, parse_guidance, check_scale, get_device, weights_hash, save_tensors, load_tensors,
-                              write_json, file_sha256)
+from .core import (Backbone, GaussianPath, ModelOutput, as_backbone, conditioned_view, parse_guidance, check_scale, get_device, weights_hash)
+from . import zoo
 from .backbones import warmup_cosine, EMA
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift
@@ -136,46 +136,36 @@ def _prefixed(sd: dict, pre: str) -> dict: return {f'{pre}.{k}': v.detach().cpu(
 def _unprefixed(t: dict, pre: str) -> dict: return {k[len(pre) + 1:]: v for k, v in t.items() if k.startswith(pre + '.')}
 
 # %% ../nbs/07_train.ipynb #37be6370
-def save_checkpoint(path, solver: LearnedSolver, meta: dict, ema: dict | None = None, best: dict | None = None, opt=None, gen=None):
-    "Write a solver checkpoint atomically: safetensors with the metadata in its header, and a JSON beside it with the same metadata and the file's SHA-256"
-    path = Path(path)
+_FORMAT_KEYS = (*zoo.RECORD_FIELDS, 'path')   # the zoo's own fields, and 'path', which the zoo reads as a backbone's
+
+def save_checkpoint(path, solver: LearnedSolver, meta: dict, ema: dict | None = None, best: dict | None = None, opt=None, gen=None) -> Path:
+    "Write a solver checkpoint in the zoo's format, atomically: the tensors, and a sealed JSON with `meta`, the solver's `config()` and the file's SHA-256"
+    if not str(path).endswith('.safetensors'): raise ValueError(f"a solver checkpoint is NAME.safetensors (with NAME.json beside it), got {str(path)!r}")
+    if (clash := set(meta) & set(_FORMAT_KEYS)): raise ValueError(f"meta keys {sorted(clash)} are the checkpoint format's own: name them otherwise")
     t = _prefixed(solver.state_dict(), 'solver')
     if ema is not None: t.update(_prefixed(ema, 'ema'))
     if best is not None: t.update(_prefixed(best, 'best'))
     if opt is not None: t.update(_flat_opt(opt))
     t['rng.torch'] = torch.get_rng_state()
     if gen is not None: t['rng.batch'] = gen.get_state()
-    meta = json.loads(json.dumps(dict(meta, solver=solver.config()), default=str))     # exactly what a reader will see
-    save_tensors(path, t, dict(spanlift=json.dumps(meta)))
-    write_json(path.with_suffix('.json'), dict(meta, sha256=file_sha256(path)))
+    return zoo.save(path, t, arch=None, arch_kwargs=None, role='solver', **dict(meta, solver=solver.config()))
 
 # %% ../nbs/07_train.ipynb #fedbc6a9
-def _read_sidecar(w: Path) -> dict:
-    "The JSON beside a solver checkpoint, checked to be a JSON object that records the file's SHA-256"
-    j = w.with_suffix('.json')
-    if not w.exists(): raise FileNotFoundError(f"No checkpoint at {w}")
-    if not j.exists(): raise ValueError(f"{w} has no metadata file {j.name} beside it: a solver checkpoint is both files, as fit_solver writes them")
-    try: side = json.loads(j.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ValueError(f"{j} is not valid JSON ({e})") from None
-    if not isinstance(side, dict) or not isinstance(side.get('sha256'), str):
-        raise ValueError(f"{j} is not a solver checkpoint's metadata (no 'sha256' of {w.name}): write it with train.save_checkpoint")
-    return side
-
 def read_checkpoint(path) -> tuple:
-    "The tensors and the metadata of a solver checkpoint, after checking the file's SHA-256 and that its JSON agrees with its header"
-    from safetensors import safe_open
-    w = Path(path); side = _read_sidecar(w)
-    if file_sha256(w) != side.pop('sha256'):
-        raise ValueError(f"{w} is corrupt or was changed: its SHA-256 does not match the one recorded in {w.with_suffix('.json').name}")
-    t = load_tensors(w)
-    with safe_open(str(w), 'pt') as f: md = f.metadata() or {}
-    if 'spanlift' not in md: raise ValueError(f"{w} is not a spanlift-nb solver checkpoint (no metadata)")
-    meta = json.loads(md['spanlift'])
-    if (bad := [k for k in sorted(set(meta) | set(side)) if meta.get(k) != side.get(k)]):
-        raise ValueError(f"{w.with_suffix('.json')} was edited: its {', '.join(bad)} differ from the metadata inside {w.name}")
-    s = meta.get('solver')
-    if not (isinstance(s, dict) and {'method', 'base', 'nfe'} <= set(s)): raise ValueError(f"{w} records no solver config ('solver' with its method, base and nfe)")
-    return t, meta
+    "(tensors, metadata) of a solver checkpoint, read by `zoo.load` (the file's SHA-256 and the JSON's seal checked), without the zoo's own fields"
+    w, m = zoo.checkpoint_files(path)
+    if not w.exists(): raise FileNotFoundError(f"No checkpoint at {w}: give the .safetensors file that fit_solver (or spanlift fit-solver) wrote")
+    meta = zoo.check_meta(zoo.info(w), m)                  # an edited JSON is named as such before anything else is read from it
+    if meta.get('role') != 'solver':
+        what = f"a saved {meta['role']}" if meta.get('role') else "not in the zoo's format (its JSON records no role)"
+        raise ValueError(f"{w} is {what}, not a solver checkpoint: give one that fit_solver (or spanlift fit-solver) wrote")
+    if not (meta.get('sha256') and meta.get(zoo.META_HASH)):
+        raise ValueError(f"{m} records no sha256 and meta_sha256, so it cannot be checked: save the solver again with train.save_checkpoint")
+    t = zoo.load(w)
+    s = t.meta.get('solver')
+    if not (isinstance(s, dict) and {'method', 'base', 'nfe'} <= set(s)):
+        raise ValueError(f"{w} records no solver config ('solver' with its method, base and nfe): save the solver again with train.save_checkpoint")
+    return dict(t), {k: v for k, v in t.meta.items() if k not in zoo.RECORD_FIELDS}
 
 # %% ../nbs/07_train.ipynb #557f032f
 def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | None = None, base: str | None = None, shape=None, path=None,
@@ -208,7 +198,7 @@ def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', *
     return solver.eval(), meta
 
 # %% ../nbs/07_train.ipynb #2e8525b2
-RUN_KEYS = ('step', 'history', 'best_val', 'sha256')   # what a checkpoint's metadata adds as the run goes on
+RUN_KEYS = ('step', 'history', 'best_val')            # what a checkpoint's metadata adds as the run goes on
 RESUME_FREE = ('train.ckpt_every',)                      # settings that may change on resume: they change no result
 
 def _leaves(x, pre: str = '') -> dict:
@@ -352,7 +342,7 @@ class _Fit:
         self.meta = dict(backbone=weights_hash(self.bb), shape=list(shape), train=asdict(cfg), n_train=sum(len(s.noise) for s in self.sets),
                          n_val=sum(len(s.noise) for s in self.vsets), guidance=list(g) if isinstance(g, tuple) else self.guidance,
                          pairs=dict(train=keys(self.sets), val=keys(self.vsets), teacher=self.sets[0].config))
-        if (clash := set(meta or {}) & (set(self.meta) | set(RUN_KEYS))): raise ValueError(f"meta keys {sorted(clash)} are the trainer's own: name them otherwise")
+        if (clash := set(meta or {}) & (set(self.meta) | set(RUN_KEYS) | set(_FORMAT_KEYS))): raise ValueError(f"meta keys {sorted(clash)} are the trainer's own: name them otherwise")
         self.meta.update(meta or {})
 
 @patch
@@ -472,6 +462,7 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
                guidance=None, # classifier-free guidance: one scale, or a range (lo, hi) or 'lo:hi' (default: the pairs' own, or the solver's range)
                meta: dict | None = None) -> FitResult: # more metadata for the checkpoint (e.g. a recipe); a resumed run must record the same
     "Train `solver` by endpoint teacher matching, each batch with its pairs' condition; returns it with its best EMA weights"
+    if ckpt is not None and not str(ckpt).endswith('.safetensors'): raise ValueError(f"ckpt must end in .safetensors, got {str(ckpt)!r}")
     run = _Fit(solver, backbone, train, val, cfg or TrainConfig(), device, guidance, meta)
     t0 = time.time()
     with torch.random.fork_rng(devices=[]):       # the global generator is seeded for the run (and put back after it)

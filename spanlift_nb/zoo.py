@@ -17,8 +17,8 @@ from . import backbones, archs          # register the package's architectures: 
 from .adapters import load_folder     # and diffusers (diffusers itself is imported only when such a network is built)
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'META_HASH', 'checkpoint_files', 'shipped', 'info', 'meta_hash', 'seal', 'check_meta', 'save',
-           'TensorDict', 'load', 'load_backbone', 'torch_threads', 'make']
+__all__ = ['WEIGHTS_DIR', 'META_HASH', 'RECORD_FIELDS', 'checkpoint_files', 'shipped', 'info', 'meta_hash', 'seal', 'check_meta',
+           'save', 'TensorDict', 'load', 'load_backbone', 'torch_threads', 'make']
 
 # %% ../nbs/11_zoo.ipynb #6287a5bd
 WEIGHTS_DIR = Path(__file__).parent / 'weights' if '__file__' in globals() else Path('../spanlift_nb/weights')
@@ -41,7 +41,7 @@ def info(spec) -> dict:
     "The metadata (a JSON object) of a shipped name or a checkpoint path"
     w, m = checkpoint_files(spec)
     if not m.exists():
-        if w.exists(): raise FileNotFoundError(f"{w} has no metadata file {m.name} beside it")
+        if w.exists(): raise FileNotFoundError(f"{w} has no metadata file {m.name} beside it: a checkpoint is both files, as zoo.save writes them; restore {m.name} or save it again")
         raise FileNotFoundError(f"No checkpoint {str(spec)!r}: no file {m} (shipped: {', '.join(shipped())})")
     try: meta = json.loads(m.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{m} is not valid JSON ({e})") from None
@@ -79,6 +79,8 @@ def check_meta(meta: dict, # a checkpoint's JSON, as `info` returns it
 
 
 # %% ../nbs/11_zoo.ipynb #817069a8
+RECORD_FIELDS = ('arch', 'arch_kwargs', 'role', 'module', 'sha256', META_HASH)   # what `save` adds to every checkpoint's JSON
+
 def save(path, # where to write: NAME gives NAME.safetensors and NAME.json
          module: nn.Module | Mapping, # a network, a `Backbone` (its network is saved, its path and prediction recorded), or a dict of tensors
          *, arch: str | None, # the architecture, registered with `core.register_arch`; None for a dict of tensors
@@ -151,7 +153,7 @@ def load(spec, # a shipped name, or a path to a checkpoint written by `save`
     if not w.exists(): raise FileNotFoundError(f"No checkpoint at {w} (shipped: {', '.join(shipped())})")
     meta = info(spec)
     if meta.get('sha256') and file_sha256(w) != meta['sha256']:
-        raise ValueError(f"{w} is corrupt: its SHA-256 does not match the one recorded in {m.name}")
+        raise ValueError(f"{w} is corrupt: its SHA-256 does not match the one recorded in {m.name}; restore the file or save it again")
     _check_module(meta, m); check_meta(meta, m)
     if 'arch' in meta and meta['arch'] is None: net = TensorDict(load_tensors(w), meta)
     else: net = _build(w, meta, m)

@@ -11,7 +11,8 @@ from spanlift_nb.adapters import load_folder, grid_from_timesteps
 from spanlift_nb.scalar import ScalarSolver
 from spanlift_nb.spanlift import SpanLift
 from spanlift_nb.teacher import teacher_pairs
-from spanlift_nb.train import fit_solver, save_checkpoint, TrainConfig
+from spanlift_nb.train import fit_solver, save_checkpoint, read_checkpoint, TrainConfig
+from spanlift_nb import zoo
 from spanlift_nb.core import with_condition, with_guidance, file_sha256
 from spanlift_nb.scheduler import SpanLiftScheduler, model_timesteps, export_scheduler
 
@@ -136,7 +137,7 @@ def exported(root):
 
 def test_save_and_load_back(exported):
     out, solver, bb = exported
-    assert sorted(p.name for p in out.iterdir()) == ['scheduler_config.json', 'spanlift_solver.safetensors']
+    assert sorted(p.name for p in out.iterdir()) == ['scheduler_config.json', 'spanlift_solver.json', 'spanlift_solver.safetensors']
     assert json.loads((out / 'scheduler_config.json').read_text())['weights_sha256'] == file_sha256(out / 'spanlift_solver.safetensors')
     x0 = torch.randn(2, *SHAPE, generator=torch.Generator().manual_seed(5))
     y, calls = loop(SpanLiftScheduler.from_pretrained(out), bb.net.model, x0)
@@ -159,7 +160,29 @@ def test_one_line_errors(root, exported):
     with pytest.raises(FileNotFoundError, match='spanlift_solver.safetensors'): SpanLiftScheduler.from_pretrained(bad)
     (bad / 'spanlift_solver.safetensors').write_bytes(b'garbage')
     with pytest.raises(ValueError, match='spanlift_solver.safetensors is corrupt'): SpanLiftScheduler.from_pretrained(bad)
+    shutil.copy(out / 'spanlift_solver.safetensors', bad)                              # the weights intact: now the zoo's JSON beside them
+    with pytest.raises(FileNotFoundError, match='has no metadata file spanlift_solver.json') as e: SpanLiftScheduler.from_pretrained(bad)
+    assert '\n' not in str(e.value)
+    zj = json.loads((out / 'spanlift_solver.json').read_text())
+    (bad / 'spanlift_solver.json').write_text(json.dumps(dict(zj, solver=dict(zj['solver'], nfe=4))))
+    with pytest.raises(ValueError, match='spanlift_solver.json was edited after it was saved'): SpanLiftScheduler.from_pretrained(bad)
+    (bad / 'spanlift_solver.json').write_text(json.dumps(zoo.seal(dict(zj, solver=dict(zj['solver'], nfe=4)))))   # sealed again, but another solver
+    with pytest.raises(ValueError, match='does not describe the solver in scheduler_config.json'): SpanLiftScheduler.from_pretrained(bad)
+    shutil.copy(out / 'spanlift_solver.json', bad); SpanLiftScheduler.from_pretrained(bad)   # undamaged, it loads
     with pytest.raises(ValueError, match='use SpanLiftScheduler.from_pretrained'): SpanLiftScheduler.from_config(s.config)
+
+def test_one_checkpoint_format(root, exported):
+    "A solver checkpoint and a scheduler's weights are both the zoo's format: `zoo.load` reads each, hash-checked; `read_checkpoint` refuses a backbone"
+    out, solver, _ = exported
+    want = json.loads(json.dumps(solver.config()))                 # the config as its JSON reads back
+    for f, role in ((root / 's.safetensors', 'solver'), (out / 'spanlift_solver.safetensors', 'scheduler')):
+        t = zoo.load(f)
+        assert isinstance(t, zoo.TensorDict) and (t.meta['role'], t.meta['solver']) == (role, want) and t.meta['sha256'] == file_sha256(f)
+    assert sorted(read_checkpoint(root / 's.safetensors')[1]) == sorted(k for k in zoo.info(root / 's.safetensors') if k not in zoo.RECORD_FIELDS)
+    for f, msg in [(zoo.checkpoint_files('digits-flow')[0], 'is a saved backbone, not a solver checkpoint'),
+                   (out / 'spanlift_solver.safetensors', 'is a saved scheduler, not a solver checkpoint')]:
+        with pytest.raises(ValueError, match=msg) as e: read_checkpoint(f)
+        assert '\n' not in str(e.value)
 
 def spanlift(*args):
     env = dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg', DIFFUSERS_VERBOSITY='error')   # no notice about the optional `accelerate`
