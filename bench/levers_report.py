@@ -29,17 +29,42 @@ def order(lever: str) -> tuple:
     base = lever[6:] if lever.startswith('short-') else lever
     return (lever.startswith('short-'), list(ABOUT).index(base) if base in ABOUT else 99)
 
-def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith('transfer-')]
+def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith(('transfer-', 'demo-'))]
+
+def demo_lines() -> list:
+    "The demo as a new user runs it (`spanlift demo` from an empty cache; its results.json copied to LEVERS/demo-*.json): time and table"
+    runs = [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('demo-*.json'))]
+    if not runs: return []
+    out = ['\n### The demo\n', '`spanlift demo` (digits-flow, NFE 3, the recipe: `DEMO_SIZES[\'full\']`) in a fresh venv from an empty teacher-pair cache, '
+           'two torch threads on the idle 2-core machine; each row one run, its own `results.json`.\n',
+           '| run | wall s | teacher pairs s | learned scalars fit s | SpanLift fit s | best base | learned scalars | SpanLift | SpanLift / scalars |', '|---|---|---|---|---|---|---|---|---|']
+    for i, r in enumerate(runs, 1):
+        rows, c = r['rows'], r['config']
+        best = min((x for x in rows if x['method'] == 'base'), key=lambda x: x['teacher_rmse'])
+        sc, sl = (next(x for x in rows if x['method'] == m) for m in ('scalar', 'spanlift'))
+        out.append(f"| {i} | {c['wall_seconds']:.0f} | {c['pairs_seconds']:.0f} | {sc['train_seconds']:.0f} | {sl['train_seconds']:.0f} | {best['teacher_rmse']:.4f} ({NAMES.get(best['base'], best['base'])}) | "
+                   f"{sc['teacher_rmse']:.4f} | {sl['teacher_rmse']:.4f} | {sl['teacher_rmse'] / sc['teacher_rmse']:.2f} |")
+    return out
 
 def ms(xs, nd=4):
     "mean ± sd (sample sd; a single run shows its value and n = 1)"
     return f'{st.mean(xs):.{nd}f} ± {st.stdev(xs):.{nd}f}' if len(xs) > 1 else f'{xs[0]:.{nd}f}'
 
 def groups(runs) -> dict:
+    "The runs of each (backbone, NFE, lever) that trained SpanLift"
     g = {}
     for r in runs:
-        if 'lever' in r: g.setdefault((r['backbone'], r['nfe'], r['lever']), []).append(r)
+        if 'spanlift_rmse' in r: g.setdefault((r['backbone'], r['nfe'], r['lever']), []).append(r)
     return g
+
+def scalar_rows(runs) -> dict:
+    "The learned scalars alone (lever 'scalars'), per backbone and NFE: their test RMSE and wall seconds per sample, over seeds"
+    out = {}
+    for r in runs:
+        if r.get('lever') != 'scalars': continue
+        v = out.setdefault(f"{r['backbone']}@{r['nfe']}", dict(seeds=[], scalar=[], sample_seconds=[], base=r['base'], n_train=r['settings']['n_train']))
+        v['seeds'].append(r['seed']); v['scalar'].append(r['scalar_rmse']); v['sample_seconds'].append(r['sample_seconds']['scalar'])
+    return out
 
 def table(runs) -> tuple:
     g = groups(runs); lines = ['| backbone | lever | seeds | learned scalars | SpanLift | SpanLift / scalars | SpanLift train-set RMSE | SpanLift fit s | operator FLOPs / backbone |',
@@ -147,6 +172,32 @@ def frontier(runs) -> tuple:
         lines.append(f"| {n} | {e:.4f} | {fl:.3f} | {sec * 1e3:.2f} ms | " + (f"{better[0][2]:.4f} ({better[0][1]:.3f})" if better else 'none') + ' |')
     return f, lines
 
+def matched(summary, scalars) -> list:
+    "Per backbone: SpanLift by the recipe at NFE 3 against the learned scalars at NFE 4 (the recipe's base), RMSE and wall seconds per sample"
+    out = []
+    for key, v in summary.items():
+        bb, nfe, lever = key.split('@')
+        if lever != RECIPE_LEVER or nfe != '3': continue
+        four = scalars.get(f'{bb}@4') or ({k: summary[f'{bb}@4@{lever}'][k] for k in ('scalar', 'base')} if f'{bb}@4@{lever}' in summary else None)
+        if four is None: continue
+        sec = [r['sample_seconds']['spanlift'] for r in RUNS if r.get('lever') == lever and r['backbone'] == bb and r['nfe'] == 3]
+        out.append(dict(backbone=bb, spanlift=v['spanlift'], spanlift_seconds=sec, scalar4=four['scalar'], scalar4_base=four['base'],
+                        scalar4_seconds=four.get('sample_seconds')))
+    return out
+
+def matched_lines(rows) -> list:
+    if not rows: return []
+    out = ['\n### Matched cost: SpanLift at NFE 3 against learned scalars at NFE 4\n',
+           'Both by the recipe, over the base each picks on validation; wall seconds per sample with one torch thread on the shared machine (upper bounds).\n',
+           '| backbone | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | SpanLift better in RMSE | and in time |', '|---|---|---|---|---|---|---|']
+    m = lambda xs: sum(xs) / len(xs)
+    for r in rows:
+        t4 = m(r['scalar4_seconds']) if r['scalar4_seconds'] else None
+        out.append(f"| {r['backbone']} | {ms(r['spanlift'])} | {m(r['spanlift_seconds']) * 1e3:.2f} ms | {ms(r['scalar4'])} ({NAMES.get(r['scalar4_base'][0], r['scalar4_base'][0])}) | "
+                   + (f"{t4 * 1e3:.2f} ms" if t4 else '–') + f" | {'yes' if m(r['spanlift']) < m(r['scalar4']) else 'no'} | "
+                   + ('–' if t4 is None else ('yes' if m(r['spanlift_seconds']) < t4 else 'no')) + ' |')
+    return out
+
 NAMES = dict(euler='Euler', heun='Heun', ipndm_v='iPNDM (velocity)', ipndm='iPNDM', unipc='UniPC', dpmpp_2m='DPM-Solver++(2M)', mixed='a random base per step')
 
 def transfer_lines() -> list:
@@ -174,8 +225,10 @@ def transfer_lines() -> list:
                + (f"A single-base operator keeps {min(kept):.0%} to {max(kept):.0%} of the native operator's gain over the base." if kept else ''))
     return out
 
+RUNS: list = []
+
 def main():
-    runs = load(); lines, summary = table(runs)
+    runs = load(); RUNS[:] = runs; lines, summary = table(runs)
     fig = pairs_figure(summary)
     block = [BEGIN, '\n## Levers: what moves SpanLift at NFE 3\n',
              'Measured by `bench/levers.py` (one process per lever and seed; `python bench/levers_report.py` writes this section). '
@@ -202,6 +255,7 @@ def main():
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
     block += transfer_lines()
+    mrows = matched(summary, scalar_rows(runs)); block += matched_lines(mrows) + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
@@ -210,7 +264,7 @@ def main():
     text = pat.sub(lambda m: '\n'.join(block), old) if pat.search(old) else old.rstrip('\n') + '\n\n' + '\n'.join(block) + '\n'
     with atomic_write(md, 'w') as f: f.write(text)
     js = HERE / 'RESULTS.json'; data = json.loads(js.read_text()) if js.exists() else {}
-    data['levers'] = summary
+    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['matched_cost_recipe'] = mrows
     tf = HERE / 'LEVERS' / 'transfer-digits-flow-nfe3.json'
     if tf.exists(): data['transfer'] = json.loads(tf.read_text())
     write_json(js, data)

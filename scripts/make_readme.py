@@ -107,22 +107,33 @@ def matched_cost(results: dict, key: str) -> list:
     return [dict(nfe=n, spanlift=a['spanlift']['teacher_rmse'], scalar=b['scalar']['teacher_rmse'], base=b['base']['teacher_rmse'],
                  base_name=base_name(b['base']), overhead=n * wall if wall else float('nan'))]
 
-RECIPE_KEY = 'digits-flow@{nfe}@pairs8192s2000'     # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`)
+RECIPE_LEVER = 'pairs8192s2000'     # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`)
+
+def recipe_runs(results: dict) -> dict:
+    "{(backbone, nfe): the recipe's runs} from RESULTS.json's levers, digits-flow first"
+    lv = results.get('levers') or {}
+    runs = {(k.split('@')[0], int(k.split('@')[1])): v for k, v in lv.items() if k.split('@')[2] == RECIPE_LEVER}
+    return dict(sorted(runs.items(), key=lambda kv: (not kv[0][0].startswith('digits'), kv[0])))
 
 def recipe_lines(results: dict) -> list:
-    "Bullets on the recipe's own runs (bench/levers.py, several seeds): its ratio at NFE 3, and SpanLift at NFE 3 against learned scalars at NFE 4"
-    lv = results.get('levers') or {}; r3, r4 = lv.get(RECIPE_KEY.format(nfe=3)), lv.get(RECIPE_KEY.format(nfe=4))
-    if not r3: return []
+    "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
+    runs = recipe_runs(results)
+    if not runs: return []
     m = lambda xs: sum(xs) / len(xs)
     sd = lambda xs: (sum((x - m(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else float('nan')
-    out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, {len(r3['seeds'])} seeds): "
-           f"on digits-flow at 3 NFE SpanLift reaches {m(r3['spanlift']):.4f} ± {sd(r3['spanlift']):.4f} against {m(r3['scalar']):.4f} for the learned scalars, "
-           f"**{m(r3['ratio']):.2f} ± {sd(r3['ratio']):.2f}x**; its error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
-    sc4 = (results.get('transfer') or {}).get('scalar', {}).get('4') or ({'the base picked': m(r4['scalar'])} if r4 else {})
-    if sc4:
-        b4, e4 = min(sc4.items(), key=lambda kv: kv[1])
-        out.append(f"- **Matched cost under the recipe**: SpanLift at 3 NFE ({m(r3['spanlift']):.4f}) "
-                   f"{'beats' if m(r3['spanlift']) < e4 else 'does not beat'} the best learned-scalar solver at 4 NFE ({NAMES.get(b4, b4)}, {e4:.4f}).")
+    pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {sd(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
+    r3 = next(iter(runs.values()))
+    out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
+           "SpanLift against the learned scalars over the same base: " + '; '.join(
+               f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
+               for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
+    for mc in results.get('matched_cost_recipe') or []:
+        other = (results.get('transfer') or {}).get('scalar', {}).get('4', {}) if mc['backbone'] == 'digits-flow' else {}   # the transfer run's scalars at NFE 4, over more bases
+        b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()), key=lambda kv: kv[1]); sl = m(mc['spanlift'])
+        t = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar4_seconds']) else 'is not faster'} per sample "
+             f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar4_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar4_seconds') and b4 == mc['scalar4_base'][0] else ''
+        out.append(f"- **Matched cost under the recipe** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
+                   f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]

@@ -245,7 +245,7 @@ def fit_solver(backbone: str = None, # backbone SPEC
     if world > 1 and device is None and torch.cuda.is_available(): device = f'cuda:{torch.cuda.current_device()}'
     bb = _backbone(backbone, device, null_class); guidance = guidance_for(bb, guidance); rng = guidance if isinstance(guidance, tuple) else None
     tr, va = _fit_pairs(bb, pairs, val, guidance, rng, seed, sample_shape(bb), device)
-    solver, info = fit(bb, tr, va, nfe, base=base, seed=seed, ckpt=out, resume=resume, device=device, progress=True, guidance_range=rng, ckpt_every=ckpt_every, **over)
+    solver, info = fit(bb, tr, va, nfe, base=base, seed=seed, checkpoint=out, resume=resume, device=device, progress=True, guidance_range=rng, ckpt_every=ckpt_every, **over)
     r, rec = info[method], info['recipe']
     return dict(out=str(out), method=method, base=rec['base'], schedule=rec['schedule'], nfe=nfe, guidance=list(rng) if rng else guidance,
                 val_rmse=r.best_val, steps=r.step, seconds=r.seconds, recipe=rec)

@@ -116,9 +116,9 @@ def spanlift_recipe(**overrides) -> dict:
 def _cfg(steps, lr, r, seed, scalar_lr=None, ckpt_every: int = 200) -> TrainConfig:
     return TrainConfig(steps=steps, batch=r['batch'], lr=lr, scalar_lr=scalar_lr or lr, val_every=max(steps // 10, 1), seed=seed, ckpt_every=ckpt_every)
 
-def _fit(solver, bb, train, val, cfg, dev, ckpt, resume, progress, recipe):
+def _fit(solver, bb, train, val, cfg, dev, checkpoint, resume, progress, recipe):
     "fit_solver, with the recipe in the checkpoint's metadata (compared on resume)"
-    return fit_solver(solver, bb, train, val, cfg, device=dev, ckpt=ckpt, resume=resume, progress=progress, meta=dict(recipe=recipe))
+    return fit_solver(solver, bb, train, val, cfg, device=dev, checkpoint=checkpoint, resume=resume, progress=progress, meta=dict(recipe=recipe))
 
 
 # %% ../nbs/08a_evaluate.ipynb #5e1a0c03
@@ -129,20 +129,20 @@ def _recipe_base(bb, val, nfe, r, base) -> tuple:
     return tuple(pick_base(bb, v, nfe, r['bases'], r['schedules'])[0])
 
 def fit_scalars(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, # the backbone, teacher pairs and the NFE budget
-                base: tuple | str | None = None, seed: int = 0, ckpt=None, resume: bool = False, device=None, progress: bool = False,
+                base: tuple | str | None = None, seed: int = 0, checkpoint=None, resume: bool = False, device=None, progress: bool = False,
                 guidance_range=None, ckpt_every: int = 200, **overrides) -> tuple: # as `fit_spanlift`
     "Learned scalars trained by the recipe's first stage, over the base picked on validation; (solver, info)"
     r = spanlift_recipe(**overrides); bb = load_backbone(backbone); dev = get_device(device); bb.to(dev)
     b, sch = _recipe_base(bb, val, nfe, r, base)
     r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
     fit = _fit(ScalarSolver(b, nfe, bb.path, schedule=sch, guidance_range=guidance_range), bb, train, val,
-               _cfg(r['steps_scalar'], r['lr_scalar'], r, seed, ckpt_every=ckpt_every), dev, ckpt, resume, progress, r)
+               _cfg(r['steps_scalar'], r['lr_scalar'], r, seed, ckpt_every=ckpt_every), dev, checkpoint, resume, progress, r)
     return fit.solver, dict(recipe=r, scalar=fit)
 
 # %% ../nbs/08a_evaluate.ipynb #5e1a0cf2
 def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, # the backbone, teacher pairs and the NFE budget
                  base: tuple | str | None = None, # (base, schedule) or a base name; None: picked on `val` (the recipe's bases and grids)
-                 seed: int = 0, ckpt=None, resume: bool = False, # the fits' seed; SpanLift's checkpoint (the scalars': '-scalars' beside it)
+                 seed: int = 0, checkpoint=None, resume: bool = False, # the fits' seed; SpanLift's checkpoint (the scalars': '-scalars' beside it)
                  device=None, progress: bool = False, scalars: ScalarSolver | None = None, # a fitted learned-scalar solver to start from
                  guidance_range=None, # (lo, hi): one solver over a range of guidance scales (`train`, `val`: lists of pairs, one per scale)
                  ckpt_every: int = 200, # checkpoint interval of each stage, in steps
@@ -152,9 +152,9 @@ def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, 
     b, sch = _recipe_base(bb, val, nfe, r, base)
     r.update(base=b, schedule=sch, nfe=nfe, seed=seed, **(dict(guidance_range=list(guidance_range)) if guidance_range is not None else {}))
     op, shape, info = {k: r[k] for k in OPERATOR_KEYS if k in r}, sample_shape(bb), dict(recipe=r)
-    sckpt = None if ckpt is None else Path(ckpt).with_name(Path(ckpt).stem + '-scalars' + Path(ckpt).suffix)
+    sckpt = None if checkpoint is None else Path(checkpoint).with_name(Path(checkpoint).stem + '-scalars' + Path(checkpoint).suffix)
     if r['staging'] != 'joint' and scalars is None:
-        scalars, si = fit_scalars(bb, train, val, nfe, base=(b, sch), seed=seed, ckpt=sckpt, resume=resume, device=dev, progress=progress,
+        scalars, si = fit_scalars(bb, train, val, nfe, base=(b, sch), seed=seed, checkpoint=sckpt, resume=resume, device=dev, progress=progress,
                                   guidance_range=guidance_range, ckpt_every=ckpt_every, **overrides)
         info['scalar'] = si['scalar']
     with torch.random.fork_rng(devices=[]):         # the operator's initialisation comes from `seed`, the global generator is left alone
@@ -162,7 +162,7 @@ def fit_spanlift(backbone, train: TeacherPairs, val: TeacherPairs, nfe: int, *, 
         sl = (SpanLift(b, nfe, bb.path, shape, schedule=sch, learn_scalars=True, guidance_range=guidance_range, **op) if r['staging'] == 'joint'
               else SpanLift.from_scalars(scalars, shape, learn_scalars=r['staging'] == 'scalars-first', **op))
     cfg = _cfg(r['steps_spanlift'], r['lr_spanlift'], r, seed, r['scalar_lr'], ckpt_every)
-    info['spanlift'] = _fit(sl, bb, train, val, cfg, dev, ckpt, resume, progress, r)
+    info['spanlift'] = _fit(sl, bb, train, val, cfg, dev, checkpoint, resume, progress, r)
     info['seconds'] = time.time() - t0
     return info['spanlift'].solver, info
 

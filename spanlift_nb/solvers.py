@@ -433,17 +433,17 @@ def get_solver(name, **options) -> Solver:
 BASE_SOLVERS = ('euler', 'heun', 'dpmpp_2m', 'ipndm_v')   # the base solvers a comparison reports and picks from
 
 # %% ../nbs/03_solvers.ipynb #528a87e9
-def sample(model, # a Backbone, nn.Module or callable v(x, t) (flow matching, t=1 noise)
+def sample(backbone, # a Backbone, nn.Module or callable v(x, t) (flow matching, t=1 noise)
            noise: Tensor, # the starting noise, scaled for the path (x * sigma(t_max))
-           solver='heun', # a solver name from SOLVERS, or a Solver
+           base='heun', # a base solver: a name from SOLVERS, or a Solver
            nfe: int = 8, # the number of backbone calls to spend
            schedule: str | None = None, # a SCHEDULES name; None: the path's default
            grid: Tensor | None = None, # an explicit time grid (overrides schedule)
            return_trajectory: bool = False, # also return the states at each evaluation
            callback=None, # called with dict(i, x, t, denoised) at each step
            progress: bool = False): # show a progress bar over the steps
-    "Sample from `model` with a few-step solver spending exactly `nfe` backbone calls"
-    bb, s = as_backbone(model), get_solver(solver)
+    "Sample from `backbone` with a few-step base solver spending exactly `nfe` backbone calls"
+    bb, s = as_backbone(backbone), get_solver(base)
     if grid is None: grid = make_grid(schedule, bb.path, s.steps_for_nfe(nfe))
     else:
         grid = check_grid(grid)

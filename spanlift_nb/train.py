@@ -185,14 +185,15 @@ def check_compatible(meta: dict, backbone: Backbone | None = None, nfe: int | No
         diffs.append(f"sample shape {tuple(meta['shape'])} != {tuple(shape)}")
     if diffs: raise ValueError(f"solver checkpoint {path or ''} does not fit: " + '; '.join(diffs))
 
-def load_solver(path, backbone: Backbone | None = None, weights: str = 'best', **expect) -> tuple:
+def load_solver(checkpoint, # a solver checkpoint (.safetensors) that fit_solver wrote
+                backbone: Backbone | None = None, weights: str = 'best', **expect) -> tuple:
     "Rebuild a trained solver from a checkpoint (its best, EMA or raw weights), after checking it fits (`expect`: nfe, base, shape, guidance)"
-    t, meta = read_checkpoint(path)
-    check_compatible(meta, backbone, path=path, **expect)
+    t, meta = read_checkpoint(checkpoint)
+    check_compatible(meta, backbone, path=checkpoint, **expect)
     solver = build_solver(meta['solver'], getattr(backbone, 'path', None))   # the backbone's path keeps a discrete VP schedule
     sd = _unprefixed(t, weights) or _unprefixed(t, 'ema') or _unprefixed(t, 'solver')
     try: solver.load_state_dict(sd)
-    except RuntimeError as e: raise ValueError(f"{path}: its weights do not fit its solver config ({str(e).splitlines()[0]})") from None
+    except RuntimeError as e: raise ValueError(f"{checkpoint}: its weights do not fit its solver config ({str(e).splitlines()[0]})") from None
     g = meta.get('guidance')
     solver.guidance = tuple(g) if isinstance(g, list) else g   # the scale (or range) it was trained at: run_method refuses others
     return solver.eval(), meta
@@ -456,20 +457,20 @@ def fit_solver(solver: LearnedSolver, # a ScalarSolver or SpanLift (any LearnedS
                val, # held-out TeacherPairs for validation and early stopping (a list, for a range)
                cfg: TrainConfig | None = None,
                device=None, # chosen once: default CUDA if available, else CPU
-               ckpt=None, # checkpoint path (.safetensors); None: no checkpoints
-               resume: bool = False, # continue from `ckpt` if it exists (it must record these settings)
+               checkpoint=None, # checkpoint path (.safetensors); None: no checkpoints
+               resume: bool = False, # continue from `checkpoint` if it exists (it must record these settings)
                progress: bool = True,
                guidance=None, # classifier-free guidance: one scale, or a range (lo, hi) or 'lo:hi' (default: the pairs' own, or the solver's range)
                meta: dict | None = None) -> FitResult: # more metadata for the checkpoint (e.g. a recipe); a resumed run must record the same
     "Train `solver` by endpoint teacher matching, each batch with its pairs' condition; returns it with its best EMA weights"
-    if ckpt is not None and not str(ckpt).endswith('.safetensors'): raise ValueError(f"ckpt must end in .safetensors, got {str(ckpt)!r}")
+    if checkpoint is not None and not str(checkpoint).endswith('.safetensors'): raise ValueError(f"checkpoint must end in .safetensors, got {str(checkpoint)!r}")
     run = _Fit(solver, backbone, train, val, cfg or TrainConfig(), device, guidance, meta)
     t0 = time.time()
     with torch.random.fork_rng(devices=[]):       # the global generator is seeded for the run (and put back after it)
         torch.manual_seed(run.cfg.seed)
-        if resume and ckpt is not None and Path(ckpt).exists(): run.resume(ckpt)
-        done = run.loop(ckpt, progress)
-        if run.saved != done: run.save(ckpt, done) # a finished checkpoint that was resumed is left as it was
+        if resume and checkpoint is not None and Path(checkpoint).exists(): run.resume(checkpoint)
+        done = run.loop(checkpoint, progress)
+        if run.saved != done: run.save(checkpoint, done) # a finished checkpoint that was resumed is left as it was
     solver.load_state_dict(run.best if run.best is not None else run.ema.avg.state_dict())
     solver.guidance = run.guidance                 # one scale, or the range (lo, hi)
     return FitResult(solver.eval(), run.hist, run.best_val, done, time.time() - t0)

@@ -28,5 +28,5 @@ if cut is not None:
 torch.manual_seed(0)
 solver = SpanLift('euler', 3, gb.path, (1, 8, 8), width=16, blocks=1)
 with torch.no_grad(): solver.op.out.weight.normal_(std=0.01)      # so every layer gets gradients from the first step
-fit_solver(solver, gb, tr, va, cfg, progress=False, ckpt=out, resume=resume, meta=dict(world=world))
+fit_solver(solver, gb, tr, va, cfg, progress=False, checkpoint=out, resume=resume, meta=dict(world=world))
 if world > 1: dist.destroy_process_group()

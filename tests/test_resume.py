@@ -1,6 +1,6 @@
 """A run cut short and resumed from its checkpoint ends as the run that was never cut: the RAW solver weights (not only the best
 EMA ones, which can come from a validation before the cut), every tensor of the optimiser state with its step counts, and the loss
-of every step. In process, with `fit_solver(ckpt=, resume=)`; `test_cli.py` does the same through the console script and
+of every step. In process, with `fit_solver(checkpoint=, resume=)`; `test_cli.py` does the same through the console script and
 `test_ddp.py` under torchrun."""
 import pytest, torch
 from spanlift_nb.analytic import gaussian_backbone
@@ -43,12 +43,12 @@ def whole_and_resumed(tmp_path, setup, kind, cfg, cut):
     "Checkpoints and results of a run never cut, and of one cut at step `cut` and resumed"
     gb, tr, va = setup
     a, b = tmp_path / 'whole.safetensors', tmp_path / 'cut.safetensors'
-    fa = fit_solver(make(kind, gb), gb, tr, va, cfg, ckpt=a, progress=False)
+    fa = fit_solver(make(kind, gb), gb, tr, va, cfg, checkpoint=a, progress=False)
     with Cut(gb, cut), pytest.raises(RuntimeError, match='power cut'):
-        fit_solver(make(kind, gb), gb, tr, va, cfg, ckpt=b, progress=False)
+        fit_solver(make(kind, gb), gb, tr, va, cfg, checkpoint=b, progress=False)
     saved = read_checkpoint(b)[1]['step']
     assert saved == cut // cfg.ckpt_every * cfg.ckpt_every and saved < cut          # the run really restarts from an earlier step
-    fb = fit_solver(make(kind, gb), gb, tr, va, cfg, ckpt=b, resume=True, progress=False)
+    fb = fit_solver(make(kind, gb), gb, tr, va, cfg, checkpoint=b, resume=True, progress=False)
     return read_checkpoint(a), read_checkpoint(b), fa, fb
 
 def assert_same_run(ta, ma, tb, mb):
