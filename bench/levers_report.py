@@ -29,7 +29,7 @@ def order(lever: str) -> tuple:
     base = lever[6:] if lever.startswith('short-') else lever
     return (lever.startswith('short-'), list(ABOUT).index(base) if base in ABOUT else 99)
 
-def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith(('transfer-', 'demo-'))]
+def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith(('transfer-', 'demo-', 'scalar-init'))]
 
 def demo_lines() -> list:
     "The demo as a new user runs it (`spanlift demo` from an empty cache; its results.json copied to LEVERS/demo-*.json): time and table"
@@ -93,8 +93,7 @@ def bases_lines(runs) -> list:
                 out.append(f'| {b} | ' + ' | '.join(f"{cell[n]:.4f}" if n in cell else '–' for n in nfes) + ' |')
     return out
 
-NOT_MEASURED = ['fashion-flow levers and the fashion-flow ratio under the recipe: its teacher pairs did not fit the CPU budget (the base-solver table '
-                'below is its only measurement here)',
+NOT_MEASURED = ['fashion-flow levers other than the recipe itself (a fashion-flow fit takes several times as long as a digits-flow one: the "fit s" column)',
                 'the operator levers (inputs, capacity, the out-of-span projection, staging) at the recipe\'s budget: each was measured at the short '
                 'budget only, where none moved SpanLift beyond the spread between seeds',
                 'streamed pairs, pairs from the cheaper teacher, a two-level operator, the base as an operator input, learned solvers at NFE 2, 5 and 6 '
@@ -181,21 +180,49 @@ def matched(summary, scalars) -> list:
         four = scalars.get(f'{bb}@4') or ({k: summary[f'{bb}@4@{lever}'][k] for k in ('scalar', 'base')} if f'{bb}@4@{lever}' in summary else None)
         if four is None: continue
         sec = [r['sample_seconds']['spanlift'] for r in RUNS if r.get('lever') == lever and r['backbone'] == bb and r['nfe'] == 3]
+        other = [r for r in init_rows() if r['backbone'] == bb and r['nfe'] == 4]
         out.append(dict(backbone=bb, spanlift=v['spanlift'], spanlift_seconds=sec, scalar4=four['scalar'], scalar4_base=four['base'],
-                        scalar4_seconds=four.get('sample_seconds')))
+                        scalar4_seconds=four.get('sample_seconds'),
+                        scalar4_other=min(other, key=lambda r: r['test']) if other else None))   # the same stage from other starts (bench/scalar_init.py)
     return out
 
 def matched_lines(rows) -> list:
     if not rows: return []
     out = ['\n### Matched cost: SpanLift at NFE 3 against learned scalars at NFE 4\n',
-           'Both by the recipe, over the base each picks on validation; wall seconds per sample with one torch thread on the shared machine (upper bounds).\n',
-           '| backbone | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | SpanLift better in RMSE | and in time |', '|---|---|---|---|---|---|---|']
+           'Both by the recipe, over the base each picks on validation, and the learned scalars from the best start `bench/scalar_init.py` tried; '
+           'wall seconds per sample with one torch thread on the shared machine (upper bounds).\n',
+           '| backbone | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | the same, best start tried | SpanLift better in RMSE | and in time |',
+           '|---|---|---|---|---|---|---|---|']
     m = lambda xs: sum(xs) / len(xs)
     for r in rows:
-        t4 = m(r['scalar4_seconds']) if r['scalar4_seconds'] else None
-        out.append(f"| {r['backbone']} | {ms(r['spanlift'])} | {m(r['spanlift_seconds']) * 1e3:.2f} ms | {ms(r['scalar4'])} ({NAMES.get(r['scalar4_base'][0], r['scalar4_base'][0])}) | "
-                   + (f"{t4 * 1e3:.2f} ms" if t4 else '–') + f" | {'yes' if m(r['spanlift']) < m(r['scalar4']) else 'no'} | "
-                   + ('–' if t4 is None else ('yes' if m(r['spanlift_seconds']) < t4 else 'no')) + ' |')
+        t4, o = (m(r['scalar4_seconds']) if r['scalar4_seconds'] else None), r['scalar4_other']
+        best4 = min(m(r['scalar4']), o['test'] if o else float('inf'))
+        cells = [r['backbone'], ms(r['spanlift']), f"{m(r['spanlift_seconds']) * 1e3:.2f} ms", f"{ms(r['scalar4'])} ({NAMES.get(r['scalar4_base'][0], r['scalar4_base'][0])})",
+                 f"{t4 * 1e3:.2f} ms" if t4 else '–', f"{o['test']:.4f} ({NAMES.get(o['base'], o['base'])})" if o else '–',
+                 'yes' if m(r['spanlift']) < best4 else 'no', '–' if t4 is None else ('yes' if m(r['spanlift_seconds']) < t4 else 'no')]
+        out.append('| ' + ' | '.join(cells) + ' |')
+    return out
+
+def init_rows() -> list:
+    "Rows of bench/scalar_init.py's runs (one file per invocation)"
+    return [r for f in sorted((HERE / 'LEVERS').glob('scalar-init*.json')) for r in json.loads(f.read_text())['rows']]
+
+def init_lines() -> list:
+    "The learned scalars from several initial grids (bench/scalar_init.py): the recipe's scalar stage, started elsewhere"
+    rows = init_rows()
+    if not rows: return []
+    g = lambda xs: '[' + ', '.join(f'{x:.2f}' for x in xs) + ']'
+    out = ['\n### The learned scalars depend on where their grid starts\n',
+           '`python bench/scalar_init.py`: the recipe\'s learned-scalar stage (200 steps, lr 1e-2, batch 128, 8192 pairs, seed 0) started from the base\'s '
+           'uniform grid, as the recipe does, and from grids with fewer steps near the data end; teacher RMSE on the 512 held-out test pairs.\n',
+           '| backbone | NFE | base | initial grid | learned grid | teacher RMSE |', '|---|---|---|---|---|---|']
+    for r in rows:
+        out.append(f"| {r['backbone']} | {r['nfe']} | {NAMES.get(r['base'], r['base'])} | {r['init'] if r['init'] == 'uniform' else g(r['init'])} | {g(r['grid'])} | {r['test']:.4f} |")
+    for key in dict.fromkeys((r['backbone'], r['nfe']) for r in rows):
+        rs = [r for r in rows if (r['backbone'], r['nfe']) == key]; uni = [r['test'] for r in rs if r['init'] == 'uniform' and r['base'] == rs[0]['base']]
+        best = min(rs, key=lambda r: r['test'])
+        if uni: out.append(f"- {key[0]}, NFE {key[1]}: from the uniform grid {uni[0]:.4f}; the best start tried gives {best['test']:.4f} "
+                           f"({NAMES.get(best['base'], best['base'])}, {'uniform' if best['init'] == 'uniform' else g(best['init'])}).")
     return out
 
 NAMES = dict(euler='Euler', heun='Heun', ipndm_v='iPNDM (velocity)', ipndm='iPNDM', unipc='UniPC', dpmpp_2m='DPM-Solver++(2M)', mixed='a random base per step')
@@ -233,7 +260,7 @@ def main():
     block = [BEGIN, '\n## Levers: what moves SpanLift at NFE 3\n',
              'Measured by `bench/levers.py` (one process per lever and seed; `python bench/levers_report.py` writes this section). '
              'Settings, unless a row says otherwise: NFE 3; teacher dopri5 (rtol = atol = 1e-4); training pairs seed 0 '
-             '(digits-flow: 1024 + 256 validation; rows with more pairs add pairs at seed 2), 512 held-out test pairs at seed 1; the base picked on '
+             '(digits-flow: 1024 + 256 validation, rows with more pairs add pairs at seeds 2 and 3; fashion-flow: 8192 + 256), 512 held-out test pairs at seed 1; the base picked on '
              'validation among the recipe\'s bases and grids; learned scalars 200 steps at lr 1e-2, SpanLift 350 steps at lr 3e-3 '
              '(its scalars at 1e-2), batch 128, EMA 0.995 with warm-up; **[short budget]**: the same, but learned scalars 100 steps and SpanLift 120 steps '
              '(220 for joint staging) at batch 32, about a twelfth of the recipe\'s compute. The seed is that of the fits (the pairs stay fixed). '
@@ -255,7 +282,7 @@ def main():
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
     block += transfer_lines()
-    mrows = matched(summary, scalar_rows(runs)); block += matched_lines(mrows) + demo_lines()
+    mrows = matched(summary, scalar_rows(runs)); block += matched_lines(mrows) + init_lines() + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
@@ -265,6 +292,7 @@ def main():
     with atomic_write(md, 'w') as f: f.write(text)
     js = HERE / 'RESULTS.json'; data = json.loads(js.read_text()) if js.exists() else {}
     data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['matched_cost_recipe'] = mrows
+    if init_rows(): data['scalar_init'] = init_rows()
     tf = HERE / 'LEVERS' / 'transfer-digits-flow-nfe3.json'
     if tf.exists(): data['transfer'] = json.loads(tf.read_text())
     write_json(js, data)

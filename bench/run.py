@@ -71,7 +71,7 @@ def main():
 def write(a, results: dict, t0: float):
     "Write RESULTS.md and results.json for the runs measured so far (with --keep, beside the unguided runs of earlier invocations)"
     earlier = {(k.split('@')[0], int(k.split('@')[1])): v for k, v in getattr(a, 'kept', {}).items() if k.count('@') == 1}
-    results = {**{k: v for k, v in earlier.items() if k not in results}, **results}
+    results = dict(sorted({**{k: v for k, v in earlier.items() if k not in results}, **results}.items()))
     mc = matched_cost(results)
     lines = [f"# spanlift-nb benchmark\n", f"Measured by `python bench/run.py {' '.join(sys.argv[1:])}` on {machine()}; "
              f"wall time so far {time.time() - t0:.0f} s. Teacher: dopri5 (rtol = atol = 1e-4), test noise held out (seed 1), "

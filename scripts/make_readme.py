@@ -129,11 +129,18 @@ def recipe_lines(results: dict) -> list:
                for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
     for mc in results.get('matched_cost_recipe') or []:
         other = (results.get('transfer') or {}).get('scalar', {}).get('4', {}) if mc['backbone'] == 'digits-flow' else {}   # the transfer run's scalars at NFE 4, over more bases
-        b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()), key=lambda kv: kv[1]); sl = m(mc['spanlift'])
+        start = [(mc['scalar4_other']['base'], mc['scalar4_other']['test'])] if mc.get('scalar4_other') else []   # the same stage from another initial grid
+        b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()) + start, key=lambda kv: kv[1]); sl = m(mc['spanlift'])
         t = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar4_seconds']) else 'is not faster'} per sample "
              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar4_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar4_seconds') and b4 == mc['scalar4_base'][0] else ''
         out.append(f"- **Matched cost under the recipe** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
                    f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
+    init = results.get('scalar_init') or []
+    for key in dict.fromkeys((r['backbone'], r['nfe']) for r in init):
+        rs = [r for r in init if (r['backbone'], r['nfe']) == key]; uni = next((r for r in rs if r['init'] == 'uniform'), None); best = min(rs, key=lambda r: r['test'])
+        if uni and best['test'] < 0.9 * uni['test']:
+            out.append(f"- **The learned scalars depend on their initial grid** ({key[0]}, {key[1]} NFE): the recipe's start, the base's uniform grid, "
+                       f"ends at {uni['test']:.4f}; a grid with fewer steps near the data end ends at {best['test']:.4f} (`bench/scalar_init.py`).")
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
