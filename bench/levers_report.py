@@ -143,7 +143,7 @@ RECIPE_LEVER = FRONTIER_LEVER = 'pairs8192s2000'       # the learned solvers on 
 def frontier(runs) -> tuple:
     "(figure path, lines): teacher RMSE against wall seconds and FLOPs per sample, base solvers at NFE 2-10, learned ones at each NFE measured"
     fr = [r for r in runs if r.get('kind') == 'frontier']
-    pts = [r for r in runs if r.get('lever') == FRONTIER_LEVER and 'sample_seconds' in r]
+    pts = [r for r in runs if r.get('lever') == FRONTIER_LEVER and 'sample_seconds' in r and r['backbone'] == 'digits-flow']   # the frontier's base solvers are digits-flow's
     if not fr or not pts: return None, []
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     gflop = pts[0]['cost']['flops_backbone'] / 1e9 / 16                     # operator_cost counts a batch of 16
@@ -214,7 +214,7 @@ def init_lines() -> list:
     g = lambda xs: '[' + ', '.join(f'{x:.2f}' for x in xs) + ']'
     out = ['\n### The learned scalars depend on where their grid starts\n',
            '`python bench/scalar_init.py`: the recipe\'s learned-scalar stage (200 steps, lr 1e-2, batch 128, 8192 pairs, seed 0) started from the base\'s '
-           'uniform grid, as the recipe does, and from grids with fewer steps near the data end; teacher RMSE on the 512 held-out test pairs.\n',
+           'uniform grid, as the recipe does, and from other grids; teacher RMSE on the 512 held-out test pairs.\n',
            '| backbone | NFE | base | initial grid | learned grid | teacher RMSE |', '|---|---|---|---|---|---|']
     for r in rows:
         out.append(f"| {r['backbone']} | {r['nfe']} | {NAMES.get(r['base'], r['base'])} | {r['init'] if r['init'] == 'uniform' else g(r['init'])} | {g(r['grid'])} | {r['test']:.4f} |")

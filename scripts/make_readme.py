@@ -53,16 +53,21 @@ def f2(x) -> str: return f'{x:.2f}'
 def pct(x) -> str: return f'{100 * x:.0f}%'
 def base_name(r) -> str: return NAMES.get(r['base'], r['base'])
 
+def sizes_cell(c: dict) -> str:
+    "A run's training pairs and SpanLift steps, as its config records them (runs that predate the recorded recipe show the pairs alone)"
+    steps = (c.get('recipe') or {}).get('steps_spanlift') or c.get('steps_spanlift')
+    return f"{c.get('n_train', '–')}, {steps if steps else 'not recorded'}"
+
 def results_table(results: dict) -> str:
     "One row per benchmark setting: held-out teacher RMSE and classifier FID of the best base, the learned scalars and SpanLift"
-    head = ('| setting | best base | learned scalars | SpanLift | SpanLift ÷ learned scalars | one SpanLift over w 1 to 5 | clf-FID floor |\n'
-            '|---|---|---|---|---|---|---|')
+    head = ('| setting | best base | learned scalars | SpanLift | SpanLift ÷ learned scalars | one SpanLift over w 1 to 5 | clf-FID floor | training pairs, SpanLift steps |\n'
+            '|---|---|---|---|---|---|---|---|')
     out = [head]
     for k, s in summaries(results).items():
         cell = lambda r: (f"{f3(r['teacher_rmse'])} / {f2(r['fid_clf'])}" if 'fid_clf' in r else f3(r['teacher_rmse'])) if r else '–'
         out.append(f"| {label(k)} | {base_name(s['base'])}: {cell(s['base'])} | {cell(s['scalar'])} | {cell(s['spanlift'])} | "
                    f"{f2(s['spanlift']['teacher_rmse'] / s['scalar']['teacher_rmse']) if s['spanlift'] and s['scalar'] else '–'} | "
-                   f"{cell(s['range'])} | {f2(s['base']['fid_clf_floor']) if 'fid_clf_floor' in s['base'] else '–'} |")
+                   f"{cell(s['range'])} | {f2(s['base']['fid_clf_floor']) if 'fid_clf_floor' in s['base'] else '–'} | {sizes_cell(s['config'])} |")
     return '\n'.join(out)
 
 def headline_key(results: dict) -> str:
@@ -136,11 +141,18 @@ def recipe_lines(results: dict) -> list:
         out.append(f"- **Matched cost under the recipe** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
                    f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
     init = results.get('scalar_init') or []
+    better = [(bb, n, v, min((r for r in init if (r['backbone'], r['nfe']) == (bb, n)), key=lambda r: r['test'])) for (bb, n), v in runs.items()
+              if any((r['backbone'], r['nfe']) == (bb, n) for r in init)]
+    better = [(bb, n, v, b) for bb, n, v, b in better if b['test'] < m(v['scalar'])]
+    if better:
+        out.append("- **Against learned scalars from the best initial grid tried** (`bench/scalar_init.py`): " + '; '.join(
+            f"{bb} at {n} NFE, SpanLift {m(v['spanlift']):.4f} against {b['test']:.4f}, **{m(v['spanlift']) / b['test']:.2f}x**" for bb, n, v, b in better)
+            + ". The recipe's SpanLift starts from the recipe's own scalars.")
     for key in dict.fromkeys((r['backbone'], r['nfe']) for r in init):
         rs = [r for r in init if (r['backbone'], r['nfe']) == key]; uni = next((r for r in rs if r['init'] == 'uniform'), None); best = min(rs, key=lambda r: r['test'])
         if uni and best['test'] < 0.9 * uni['test']:
             out.append(f"- **The learned scalars depend on their initial grid** ({key[0]}, {key[1]} NFE): the recipe's start, the base's uniform grid, "
-                       f"ends at {uni['test']:.4f}; a grid with fewer steps near the data end ends at {best['test']:.4f} (`bench/scalar_init.py`).")
+                       f"ends at {uni['test']:.4f}; started from the grid {best['init']} it ends at {best['test']:.4f} (`bench/scalar_init.py`).")
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
