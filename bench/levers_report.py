@@ -171,7 +171,7 @@ def frontier(runs) -> tuple:
         lines.append(f"| {n} | {e:.4f} | {fl:.3f} | {sec * 1e3:.2f} ms | " + (f"{better[0][2]:.4f} ({better[0][1]:.3f})" if better else 'none') + ' |')
     return f, lines
 
-def matched(summary, scalars) -> list:
+def matched(summary, scalars, runs) -> list:
     "Per backbone: SpanLift by the recipe at NFE 3 against the learned scalars at NFE 4 (the recipe's base), RMSE and wall seconds per sample"
     out = []
     for key, v in summary.items():
@@ -179,7 +179,7 @@ def matched(summary, scalars) -> list:
         if lever != RECIPE_LEVER or nfe != '3': continue
         four = scalars.get(f'{bb}@4') or ({k: summary[f'{bb}@4@{lever}'][k] for k in ('scalar', 'base')} if f'{bb}@4@{lever}' in summary else None)
         if four is None: continue
-        sec = [r['sample_seconds']['spanlift'] for r in RUNS if r.get('lever') == lever and r['backbone'] == bb and r['nfe'] == 3]
+        sec = [r['sample_seconds']['spanlift'] for r in runs if r.get('lever') == lever and r['backbone'] == bb and r['nfe'] == 3]
         other = [r for r in init_rows() if r['backbone'] == bb and r['nfe'] == 4]
         out.append(dict(backbone=bb, spanlift=v['spanlift'], spanlift_seconds=sec, scalar4=four['scalar'], scalar4_base=four['base'],
                         scalar4_seconds=four.get('sample_seconds'),
@@ -252,10 +252,8 @@ def transfer_lines() -> list:
                + (f"A single-base operator keeps {min(kept):.0%} to {max(kept):.0%} of the native operator's gain over the base." if kept else ''))
     return out
 
-RUNS: list = []
-
 def main():
-    runs = load(); RUNS[:] = runs; lines, summary = table(runs)
+    runs = load(); lines, summary = table(runs)
     fig = pairs_figure(summary)
     block = [BEGIN, '\n## Levers: what moves SpanLift at NFE 3\n',
              'Measured by `bench/levers.py` (one process per lever and seed; `python bench/levers_report.py` writes this section). '
@@ -282,7 +280,7 @@ def main():
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
     block += transfer_lines()
-    mrows = matched(summary, scalar_rows(runs)); block += matched_lines(mrows) + init_lines() + demo_lines()
+    mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + init_lines() + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)

@@ -3,7 +3,7 @@ the levers' pairs) started from the base's uniform grid and from grids that put 
 
     python bench/scalar_init.py                          # writes bench/LEVERS/scalar-init.json (about 40 minutes on one core)
     python bench/scalar_init.py fashion-flow@4           # only those runs, into bench/LEVERS/scalar-init-fashion-flow@4.json"""
-import json, sys, time
+import json, sys
 from pathlib import Path
 import torch
 sys.path.insert(0, str(Path(__file__).parent))

@@ -120,18 +120,11 @@ def recipe_runs(results: dict) -> dict:
     runs = {(k.split('@')[0], int(k.split('@')[1])): v for k, v in lv.items() if k.split('@')[2] == RECIPE_LEVER}
     return dict(sorted(runs.items(), key=lambda kv: (not kv[0][0].startswith('digits'), kv[0])))
 
-def recipe_lines(results: dict) -> list:
-    "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
-    runs = recipe_runs(results)
-    if not runs: return []
-    m = lambda xs: sum(xs) / len(xs)
-    sd = lambda xs: (sum((x - m(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else float('nan')
-    pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {sd(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
-    r3 = next(iter(runs.values()))
-    out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
-           "SpanLift against the learned scalars over the same base: " + '; '.join(
-               f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
-               for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
+def _mean(xs): return sum(xs) / len(xs)
+
+def matched_bullets(results: dict) -> list:
+    "Per backbone: SpanLift at NFE 3 against the best learned scalars at NFE 4 measured (the recipe's, the transfer run's, other initial grids)"
+    out, m = [], _mean
     for mc in results.get('matched_cost_recipe') or []:
         other = (results.get('transfer') or {}).get('scalar', {}).get('4', {}) if mc['backbone'] == 'digits-flow' else {}   # the transfer run's scalars at NFE 4, over more bases
         start = [(mc['scalar4_other']['base'], mc['scalar4_other']['test'])] if mc.get('scalar4_other') else []   # the same stage from another initial grid
@@ -140,6 +133,11 @@ def recipe_lines(results: dict) -> list:
              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar4_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar4_seconds') and b4 == mc['scalar4_base'][0] else ''
         out.append(f"- **Matched cost under the recipe** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
                    f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
+    return out
+
+def init_bullets(results: dict, runs: dict) -> list:
+    "The recipe's ratio against learned scalars from the best initial grid tried, and where that start matters"
+    out, m = [], _mean
     init = results.get('scalar_init') or []
     better = [(bb, n, v, min((r for r in init if (r['backbone'], r['nfe']) == (bb, n)), key=lambda r: r['test'])) for (bb, n), v in runs.items()
               if any((r['backbone'], r['nfe']) == (bb, n) for r in init)]
@@ -153,6 +151,21 @@ def recipe_lines(results: dict) -> list:
         if uni and best['test'] < 0.9 * uni['test']:
             out.append(f"- **The learned scalars depend on their initial grid** ({key[0]}, {key[1]} NFE): the recipe's start, the base's uniform grid, "
                        f"ends at {uni['test']:.4f}; started from the grid {best['init']} it ends at {best['test']:.4f} (`bench/scalar_init.py`).")
+    return out
+
+def recipe_lines(results: dict) -> list:
+    "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
+    runs = recipe_runs(results)
+    if not runs: return []
+    m = _mean
+    sd = lambda xs: (sum((x - m(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else float('nan')
+    pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {sd(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
+    r3 = next(iter(runs.values()))
+    out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
+           "SpanLift against the learned scalars over the same base: " + '; '.join(
+               f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
+               for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
+    out += matched_bullets(results) + init_bullets(results, runs)
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
