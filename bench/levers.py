@@ -13,7 +13,7 @@ from spanlift_nb.core import sample_shape, write_json, get_device
 from spanlift_nb.zoo import load_backbone
 from spanlift_nb.teacher import teacher_pairs, teacher_rmse, HELD_OUT_SEED, TeacherPairs, path_states
 from spanlift_nb.solvers import BASE_SOLVERS, sample
-from spanlift_nb.evaluate import pick_base, run_method, pairs_kw
+from spanlift_nb.evaluate import pick_base, run_method, pairs_kw, SPANLIFT_RECIPE
 from spanlift_nb.scalar import ScalarSolver
 from spanlift_nb.spanlift import SpanLift, operator_cost
 from spanlift_nb.train import fit_solver, TrainConfig
@@ -62,7 +62,7 @@ def with_path(bb, train):
 def base_pick(bb, name, val, nfe):
     f = CACHE / f'levers-base-{name}-{nfe}.json'
     if f.exists(): return tuple(json.loads(f.read_text()))
-    b = pick_base(bb, val, nfe, BASE_SOLVERS, ('uniform', 'quadratic', 'karras', 'logsnr'))[0]
+    b = pick_base(bb, val, nfe, BASE_SOLVERS, SPANLIFT_RECIPE['schedules'])[0]
     f.write_text(json.dumps(b)); return tuple(b)
 
 def scalars(bb, name, train, val, nfe, b, s, seed, n_train):

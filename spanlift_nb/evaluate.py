@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 from .core import as_backbone, conditioned_view, parse_guidance, check_scale, count_nfe, get_device, sample_shape, write_json, atomic_write
 from .zoo import load_backbone
-from .solvers import sample, get_solver, BASE_SOLVERS
+from .solvers import sample, get_solver, BASE_SOLVERS, SCHEDULES
 from .teacher import teacher_pairs, range_pairs, TeacherPairs, DEFAULT_TEACHER, HELD_OUT_SEED, GUIDANCE_GRID
 from .scalar import LearnedSolver, ScalarSolver
 from .spanlift import SpanLift, operator_cost
@@ -96,7 +96,7 @@ def _scorer(test, data, fid, seed, decode, metrics):
     return lambda xs: dict(score(xs, test.target, data, fid, seed, decode), **(metrics(xs, test) if metrics is not None else {}))
 
 # %% ../nbs/08a_evaluate.ipynb #5e1a0c02
-SPANLIFT_RECIPE = dict(bases=BASE_SOLVERS, schedules=('uniform', 'quadratic', 'karras', 'logsnr'), # the base: lowest validation RMSE
+SPANLIFT_RECIPE = dict(bases=BASE_SOLVERS, schedules=tuple(SCHEDULES), # the base and its grid: lowest validation RMSE
                        staging='scalars-first', # 'scalars-first', 'frozen' (scalars fixed after step 2) or 'joint' (no step 2)
                        steps_scalar=200, lr_scalar=SOLVER_LR['scalar'], # step 2: the learned scalars alone
                        steps_spanlift=2000, lr_spanlift=SOLVER_LR['spanlift'], scalar_lr=SOLVER_LR['scalar'], # step 3

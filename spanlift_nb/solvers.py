@@ -16,9 +16,9 @@ from .core import GaussianPath, Backbone, ModelOutput, as_backbone, count_nfe, c
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'AB_COEFS', 'FINALS', 'D2_WEIGHTS', 'SOLVERS', 'BASE_SOLVERS', 'grid_uniform', 'grid_quadratic',
-           'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun', 'midpoint', 'rk4', 'ipndm_v',
-           'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable', 'trace_table', 'table_step',
-           'run_table', 'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
+           'grid_noise_quadratic', 'grid_karras', 'grid_logsnr', 'default_schedule', 'make_grid', 'euler', 'heun',
+           'midpoint', 'rk4', 'ipndm_v', 'ipndm', 'ddim', 'dpmpp_2m', 'dpmpp_3m', 'unipc', 'LinComb', 'SpanTable',
+           'trace_table', 'table_step', 'run_table', 'Solver', 'get_solver', 'sample', 'start_noise', 'empirical_order']
 
 # %% ../nbs/03_solvers.ipynb #7935379f
 def _finish(path, inner, n):
@@ -35,6 +35,11 @@ def grid_quadratic(path: GaussianPath, n: int) -> Tensor:
     "`n` steps quadratic in t, dense near the data"
     u = torch.linspace(1, 0, n + 1, dtype=torch.float64)
     return check_grid(path.t_min + (path.t_max - path.t_min) * u**2)
+
+def grid_noise_quadratic(path: GaussianPath, n: int) -> Tensor:
+    "`n` steps quadratic in t, dense near the noise: the mirror of `grid_quadratic`, its longest step the last"
+    u = torch.linspace(0, 1, n + 1, dtype=torch.float64)
+    return check_grid(path.t_max - (path.t_max - path.t_min) * u**2)
 
 def grid_karras(path: GaussianPath, n: int, rho: float = 7.0, t_lo: float | None = None) -> Tensor:
     "`n` steps of the EDM/Karras polynomial schedule in sigma"
@@ -60,7 +65,7 @@ def grid_logsnr(path: GaussianPath, n: int, t_lo: float | None = None, lam_min: 
     l1 = path.lam(torch.tensor(path.last_positive_time(t_lo), dtype=torch.float64))
     return _finish(path, path.t_of_lam(torch.linspace(float(l0), float(l1), m + 1, dtype=torch.float64)), n)
 
-SCHEDULES = dict(uniform=grid_uniform, karras=grid_karras, logsnr=grid_logsnr, quadratic=grid_quadratic)
+SCHEDULES = dict(uniform=grid_uniform, karras=grid_karras, logsnr=grid_logsnr, quadratic=grid_quadratic, noise_quadratic=grid_noise_quadratic)
 
 def default_schedule(path: GaussianPath) -> str:
     "The usual grid for a path: Karras for EDM, log-SNR for VP, uniform for flow matching"
