@@ -33,10 +33,10 @@ EXAMPLES = {
                "  spanlift fit-solver --backbone fashion-cond-flow --guidance 1:5 --nfe 3 --out s.safetensors   # one solver for every w in 1..5\n"
                "  torchrun --nproc_per_node 4 -m spanlift_nb.cli fit-solver --backbone mymodel.py:make --nfe 3 --out s.safetensors",
  'sample': "  spanlift sample --backbone digits-flow --base heun --nfe 9 --n 64 --out grid.png\n"
-           "  spanlift sample --backbone digits-flow --solver s.safetensors --n 1000 --out samples.npy --json\n"
+           "  spanlift sample --backbone digits-flow --checkpoint s.safetensors --n 1000 --out samples.npy --json\n"
            "  spanlift sample --backbone fashion-cond-flow --base euler --nfe 8 --classes 0 3 7 --guidance 3 --out grid.png",
  'eval': "  spanlift eval --backbone digits-flow --base dpmpp_2m --nfe 3 --json\n"
-         "  spanlift eval --backbone digits-flow --solver s.safetensors --n 1000 --json",
+         "  spanlift eval --backbone digits-flow --checkpoint s.safetensors --n 1000 --json",
 }
 
 
@@ -120,21 +120,21 @@ def load_labels(path: str, # a .npy file of integer class labels
 def _unconditional(what: str) -> ValueError:
     return ValueError(f"{what} needs a class-conditional backbone; this one is unconditional (no num_classes in its metadata)")
 
-def class_labels_for(bb, classes, n: int):
+def class_labels_for(backbone, classes, n: int):
     "Labels of `n` samples: `classes` in turn, or every class in turn on a class-conditional backbone; None on an unconditional one"
-    k = bb.meta.get('num_classes')
+    k = backbone.meta.get('num_classes')
     if classes is None: return torch.arange(n) % k if k else None
     if not k: raise _unconditional('--classes')
     if (bad := [c for c in classes if not 0 <= c < k]): raise ValueError(f"--classes {bad} outside the backbone's classes 0..{k - 1}")
     return torch.tensor(classes)[torch.arange(n) % len(classes)]
 
-def guidance_for(bb, guidance, solver=None):
+def guidance_for(backbone, guidance, solver=None):
     "The guidance to use: `guidance` (a scale; for fit-solver also a range 'lo:hi'), else a trained solver's own scale; refused on an unconditional backbone"
     g, trained = parse_guidance(guidance), getattr(solver, 'guidance', None)
     if trained is ...: trained = None                   # a solver neither trained nor loaded: its guidance is not known
     if g is None and isinstance(trained, tuple): raise ValueError(f"this solver covers guidance scales {trained[0]:g} to {trained[1]:g}: pass --guidance W in that range")
     g = trained if g is None else g
-    if g is not None and not bb.meta.get('num_classes'): raise _unconditional('--guidance')
+    if g is not None and not backbone.meta.get('num_classes'): raise _unconditional('--guidance')
     return g
 
 # %% ../nbs/09_cli.ipynb #fb1aa800
@@ -251,21 +251,21 @@ def fit_solver(backbone: str = None, # backbone SPEC
                 val_rmse=r.best_val, steps=r.step, seconds=r.seconds, recipe=rec)
 
 # %% ../nbs/09_cli.ipynb #a1605e9a
-def _method(bb, solver, base, nfe):
+def _method(bb, checkpoint, base, nfe):
     "A trained solver from a checkpoint (checked against the backbone), or a base solver name"
     from spanlift_nb.train import load_solver
-    if solver is not None:
-        if base is not None: raise ValueError("give either --solver or --base, not both")
-        s, meta = load_solver(solver, bb, shape=sample_shape(bb), **({} if nfe is None else dict(nfe=nfe)))
+    if checkpoint is not None:
+        if base is not None: raise ValueError("give either --checkpoint or --base, not both")
+        s, meta = load_solver(checkpoint, bb, shape=sample_shape(bb), **({} if nfe is None else dict(nfe=nfe)))
         return dict(solver=s), f"{meta['solver']['method']} ({meta['solver']['base']})"
     from spanlift_nb.solvers import get_solver
-    get_solver(_need(base, '--solver or --base')).steps_for_nfe(_need(nfe, '--nfe'))   # fail fast on a bad name or NFE
+    get_solver(_need(base, '--checkpoint or --base')).steps_for_nfe(_need(nfe, '--nfe'))   # fail fast on a bad name or NFE
     return dict(base=base, nfe=nfe), base
 
 
 # %% ../nbs/09_cli.ipynb #1e6ee79b
 def sample(backbone: str = None, # backbone SPEC
-           solver: str = None, # a trained solver checkpoint from fit-solver
+           checkpoint: str = None, # a trained solver's checkpoint, from fit-solver
            base: str = None, # or a base solver by name (with --nfe)
            nfe: int = None, # the base solver's NFE
            n: int = 64, # how many samples
@@ -284,7 +284,7 @@ def sample(backbone: str = None, # backbone SPEC
     if out.suffix not in ('.png', '.npy'): raise ValueError(f"--out must end in .png or .npy, got {str(out)!r}")
     _positive('--n', n); _positive('--nfe', nfe, allow_none=True); device = _device(device); _writable(out)
     bb = _backbone(backbone, device, null_class)
-    kw, name = _method(bb, solver, base, nfe)
+    kw, name = _method(bb, checkpoint, base, nfe)
     y, g = class_labels_for(bb, classes, n), guidance_for(bb, guidance, kw.get('solver'))
     x, measured = run_method(bb, start_noise(bb.path, sample_shape(bb), n, seed), device=device, **kw,
                              cond=None if y is None else dict(class_labels=y), guidance=g)
@@ -297,7 +297,7 @@ def sample(backbone: str = None, # backbone SPEC
 
 # %% ../nbs/09_cli.ipynb #4af43bc3
 def evaluate(backbone: str = None, # backbone SPEC
-             solver: str = None, # a trained solver checkpoint from fit-solver
+             checkpoint: str = None, # a trained solver's checkpoint, from fit-solver
              base: str = None, # or a base solver by name (with --nfe)
              nfe: int = None, # the base solver's NFE
              n: int = 1000, # held-out samples
@@ -311,7 +311,7 @@ def evaluate(backbone: str = None, # backbone SPEC
     from spanlift_nb.evaluate import run_method, score, dataset_of, pairs_kw
     _positive('--n', n); _positive('--nfe', nfe, allow_none=True); device = _device(device)
     bb = _backbone(backbone, device, null_class)
-    kw, name = _method(bb, solver, base, nfe)
+    kw, name = _method(bb, checkpoint, base, nfe)
     g = guidance_for(bb, guidance, kw.get('solver'))
     test = teacher_pairs(bb, n, seed=seed, shape=sample_shape(bb), device=device, guidance=g, **DEFAULT_TEACHER)
     x, measured = run_method(bb, test.noise, device=device, **kw, **pairs_kw(test))
@@ -367,7 +367,7 @@ def main(argv=None) -> int:
 
 
 # %% ../nbs/09_cli.ipynb #18d1aafb
-def export(solver: str = None, # a trained solver checkpoint from fit-solver
+def export(checkpoint: str = None, # a trained solver's checkpoint, from fit-solver
            backbone: str = None, # the diffusers model folder the solver was trained on
            out: str = None, # a new folder, or a pipeline's scheduler/ folder (its model_index.json then names the SpanLift scheduler)
            guidance: str = None, # the guidance scale the scheduler runs at (a range solver needs one; a one-scale solver's own)
@@ -375,19 +375,19 @@ def export(solver: str = None, # a trained solver checkpoint from fit-solver
            json: bool = False): # print a JSON summary
     "Export a trained solver as a diffusers scheduler for the model folder it was trained on"
     from spanlift_nb.scheduler import export_scheduler
-    return export_scheduler(_need(solver, '--solver'), _need(backbone, '--backbone'), _writable(_need(out, '--out'), folder=True),
+    return export_scheduler(_need(checkpoint, '--checkpoint'), _need(backbone, '--backbone'), _writable(_need(out, '--out'), folder=True),
                             guidance=guidance, null_class=null_class)
 
 COMMANDS['export'] = export
-EXAMPLES['export'] = ("  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/spanlift\n"
-                      "  spanlift export --solver s.safetensors --backbone my-ddpm --out my-ddpm/scheduler   # into the pipeline: model_index.json names it\n"
-                      "  spanlift export --solver range.safetensors --backbone my-cond-ddpm --guidance 3 --out my-cond-ddpm/spanlift-w3 --json")
+EXAMPLES['export'] = ("  spanlift export --checkpoint s.safetensors --backbone my-ddpm --out my-ddpm/spanlift\n"
+                      "  spanlift export --checkpoint s.safetensors --backbone my-ddpm --out my-ddpm/scheduler   # into the pipeline: model_index.json names it\n"
+                      "  spanlift export --checkpoint range.safetensors --backbone my-cond-ddpm --guidance 3 --out my-cond-ddpm/spanlift-w3 --json")
 
 # %% ../nbs/09_cli.ipynb #d1a9c0e5
 def diagnose(backbone: str = None, # backbone SPEC: a shipped name, a checkpoint, a diffusers folder, `module:attr` or `file.py:attr`
              nfe: int = 3, # the NFE budget of the few-step solver
              guidance: float = None, # classifier-free guidance scale w (class-conditional backbones)
-             solver: str = None, # a learned-scalar (or SpanLift) checkpoint from fit-solver; default: fit learned scalars here
+             checkpoint: str = None, # a learned-scalar (or SpanLift) checkpoint from fit-solver; default: fit learned scalars here
              pairs: int = 256, # teacher pairs to fit the learned scalars on (a quarter for validation)
              seed: int = 0, # seed of the fitting pairs and the fit (not teacher.HELD_OUT_SEED)
              device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
@@ -396,12 +396,12 @@ def diagnose(backbone: str = None, # backbone SPEC: a shipped name, a checkpoint
     from spanlift_nb.diagnose import diagnose as _diagnose
     _positive('--nfe', nfe); _positive('--pairs', pairs)
     if seed == HELD_OUT_SEED: raise ValueError(f"--seed {seed} is the held-out seed the headroom is measured on (teacher.HELD_OUT_SEED): fit with another")
-    return _diagnose(_need(backbone, '--backbone'), nfe, guidance, solver, pairs, seed, _device(device))
+    return _diagnose(_need(backbone, '--backbone'), nfe, guidance, checkpoint, pairs, seed, _device(device))
 
 COMMANDS['diagnose'] = diagnose
 EXAMPLES['diagnose'] = ("  spanlift diagnose --backbone digits-flow --nfe 3            # about a minute on 2 CPU cores\n"
                         "  spanlift diagnose --backbone fashion-cond-flow --guidance 3 --json\n"
-                        "  spanlift diagnose --backbone bb.safetensors --solver scalars.safetensors --nfe 5")
+                        "  spanlift diagnose --backbone bb.safetensors --checkpoint scalars.safetensors --nfe 5")
 
 # %% ../nbs/09_cli.ipynb #baf6f607
 if __name__ == '__main__' and not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules:

@@ -246,13 +246,13 @@ def diagnose_model(backbone, # a `Backbone`, or anything `zoo.load_backbone` acc
 def diagnose(backbone: str = None, # backbone SPEC: a shipped name, a checkpoint, a diffusers folder, `module:attr` or `file.py:attr`
              nfe: int = 3, # the NFE budget of the few-step solver
              guidance: float = None, # classifier-free guidance scale w (class-conditional backbones)
-             solver: str = None, # a learned-scalar (or SpanLift) checkpoint from fit-solver; default: fit learned scalars here
+             checkpoint: str = None, # a learned-scalar (or SpanLift) checkpoint from fit-solver; default: fit learned scalars here
              pairs: int = 256, # teacher pairs to fit the learned scalars on (a quarter for validation)
              seed: int = 0, # seed of the fitting pairs and the fit (the held-out pairs use HELD_OUT_SEED)
              device: str = None, # 'cpu', 'cuda', ... (default: CUDA if available)
              json: bool = False) -> dict: # print one JSON object
     "Predict, before training an operator, what SpanLift would gain over learned scalars on a backbone, from its headroom"
     if backbone is None: raise ValueError("--backbone is required")
-    if solver is not None and not Path(solver).is_file(): raise FileNotFoundError(f"--solver: no checkpoint at {solver!r}")
-    d = diagnose_model(backbone, nfe, guidance=guidance, solver=solver, pairs=pairs, seed=seed, device=device)
+    if checkpoint is not None and not Path(checkpoint).is_file(): raise FileNotFoundError(f"--checkpoint: no checkpoint at {checkpoint!r}")
+    d = diagnose_model(backbone, nfe, guidance=guidance, solver=checkpoint, pairs=pairs, seed=seed, device=device)
     return dict(vars(d), law=dict(a=LAW['a'], b=LAW['b'], r2=LAW['r2'], settings=LAW['n']))

@@ -105,11 +105,11 @@ def row_refs(table: SpanTable, # a solver in span form
     return refs
 
 # %% ../nbs/04_span.ipynb #e823aeae
-def teacher_transport(model, # a backbone
+def teacher_transport(backbone, # a backbone
                       rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], # `teacher_solve` tolerances
                      ):
     "The teacher as a map `(x, t_from, t_to) -> x'`: the exact solution when the backbone's net has one (`solve`), else `teacher_solve` (also on a guided view)"
-    bb = as_backbone(model)
+    bb = as_backbone(backbone)
     solve = getattr(getattr(bb, 'net', None), 'solve', None)     # a guided view has no `net`: its ODE is not its network's
     if callable(solve): return lambda x, t_from, t_to: solve(x, t_from, t_to)
     stop = bb.path.last_positive_time()
@@ -123,7 +123,7 @@ def teacher_transport(model, # a backbone
 @dataclass
 class SpanReport:
     "One run seen through its span: per row k = 1..n, the teacher increment, its in-span and out-of-span parts"
-    solver: str
+    base: str           # the base solver's name
     nfe: int
     grid: Tensor
     table: SpanTable
@@ -141,24 +141,24 @@ class SpanReport:
     def mean(self) -> Tensor: return self.share.mean(0)    # the out-of-span share by row, mean over samples
     @property
     def std(self) -> Tensor: return self.share.std(0) if len(self.share) > 1 else torch.zeros_like(self.mean)
-    def __repr__(self): return f"SpanReport({self.solver}, nfe={self.nfe}, out-of-span share by row={[round(float(f), 4) for f in self.mean]})"
+    def __repr__(self): return f"SpanReport({self.base}, nfe={self.nfe}, out-of-span share by row={[round(float(f), 4) for f in self.mean]})"
 
 def _norm(x: Tensor) -> Tensor: return x.flatten(1).double().norm(dim=1)
 
 
 # %% ../nbs/04_span.ipynb #3e64d39e
-def span_decomposition(model, # a backbone
+def span_decomposition(backbone, # a backbone
                        noise: Tensor, # the starting noise (N, *sample), scaled for the path
-                       solver='euler', nfe: int = 4, # the base solver and its NFE
+                       base='euler', nfe: int = 4, # the base solver (a name from SOLVERS, or a Solver) and its NFE
                        schedule: str | None = None, grid: Tensor | None = None, # its time grid (as in `sample`)
-                       transport=None, # the teacher map (x, t_from, t_to) -> x'; default `teacher_transport(model)`
+                       transport=None, # the teacher map (x, t_from, t_to) -> x'; default `teacher_transport(backbone)`
                        target: str = 'local', # T_k: 'local' (teacher from the row's reference state) or 'trajectory' (teacher from the noise)
                        project: bool = False, # replace each new state by its in-span projection (the greedy per-sample projection)
                        rtol: float | None = None, # see `project_onto_span`
                       ) -> SpanReport:
-    "Run `solver` in span form and split the teacher's ideal increment of every row into its in-span and out-of-span parts, per sample"
+    "Run the base solver `base` in span form and split the teacher's ideal increment of every row into its in-span and out-of-span parts, per sample"
     if target not in ('local', 'trajectory'): raise ValueError(f"Unknown target {target!r}; valid: local, trajectory")
-    bb, s = as_backbone(model), get_solver(solver)
+    bb, s = as_backbone(backbone), get_solver(base)
     grid = make_grid(schedule, bb.path, s.steps_for_nfe(nfe)) if grid is None else check_grid(grid)
     table = s.coefficients(grid, bb.path)
     if table.nfe != nfe: raise ValueError(f"{s.name} on a grid of {len(grid) - 1} steps spends {table.nfe} NFE, not {nfe}")
@@ -167,14 +167,14 @@ def span_decomposition(model, # a backbone
     rec = dict(share=[], base_err=[], increment=[], in_span=[], out_of_span=[])
     def hook(k, X, V, tab):
         r = refs[k - 1]
-        base = sum(tab.A[k, m].to(noise.dtype) * X[m] + tab.B[k, m].to(noise.dtype) * V[m] for m in range(k))
+        step = sum(tab.A[k, m].to(noise.dtype) * X[m] + tab.B[k, m].to(noise.dtype) * V[m] for m in range(k))
         T = traj[times[k]] if target == 'trajectory' else transport(X[r], times[r], times[k])
         ins, out, _ = project_onto_span(T, X + V, rtol)
         inc = T - X[r]
         rec['increment'].append(inc); rec['in_span'].append(ins - X[r]); rec['out_of_span'].append(out)
-        rec['share'].append(energy_ratio(out, inc)); rec['base_err'].append(_norm(base - T))
+        rec['share'].append(energy_ratio(out, inc)); rec['base_err'].append(_norm(step - T))
         if k == tab.nfe: rec.update(X=list(X), V=list(V))
-        return ins - base if project else 0
+        return ins - step if project else 0
     with torch.no_grad():
         traj = teacher_states(transport, noise, times) if target == 'trajectory' else {}
         end = run_table(bb, noise, table, correction=hook)
@@ -182,7 +182,7 @@ def span_decomposition(model, # a backbone
                       rec['increment'], rec['in_span'], rec['out_of_span'], rec['X'], rec['V'], end)
 
 # %% ../nbs/04_span.ipynb #8fe5dcc0
-def teacher_states(transport, # the teacher map (x, t_from, t_to) -> x', e.g. `teacher_transport(model)`
+def teacher_states(transport, # the teacher map (x, t_from, t_to) -> x', e.g. `teacher_transport(backbone)`
                    noise: Tensor, # the starting noise, at the largest of `times`
                    times) -> dict:
     "The teacher's states at `times` on its path from `noise`, chained from one time to the next: {t: state}"
@@ -210,16 +210,16 @@ class Headroom:
     def __repr__(self): return f"Headroom(rho_needed={self.rho:.4f}, by row={[round(float(f), 4) for f in self.by_row]})"
 
 # %% ../nbs/04_span.ipynb #b6cbb92c
-def headroom(model, # a backbone (or the conditioned or guided view the table runs on)
+def headroom(backbone, # a backbone (or the conditioned or guided view the table runs on)
              noise: Tensor, # the starting noise (N, *sample)
              table: SpanTable, # the solver's span form, e.g. a fitted `ScalarSolver`'s `table()`
              t_end: float, # the time of the endpoint (the grid's last time)
              correction=None, # `correction(k, X, V, table)` added to each new state (e.g. SpanLift's operator), or None
-             transport=None, # the teacher map; default `teacher_transport(model)`
+             transport=None, # the teacher map; default `teacher_transport(backbone)`
              states: dict | None = None, # the teacher's states at the table's times, if already made (`teacher_states`)
              rtol: float | None = None) -> Headroom:
     "Run `table` from `noise` and split, at every row, the needed residual (teacher state at that time minus the scalar step) by the buffer's span"
-    bb = as_backbone(model)
+    bb = as_backbone(backbone)
     times = [float(t) for t in table.times] + [float(t_end)]
     rec = dict(share=[], residual=[], cshare=[], cos=[])
     def hook(k, X, V, tab):
@@ -246,20 +246,20 @@ def endpoint_projection(report: SpanReport, # a base run from `span_decompositio
     return project_onto_span(target, report.X + report.V, rtol)[0]
 
 
-def projection_table(model, # a backbone
+def projection_table(backbone, # a backbone
                  noise: Tensor, target: Tensor, # noise and the teacher's endpoints from it (e.g. a `teacher_pairs`)
-                 runs, # (solver, nfe) pairs
+                 runs, # (base, nfe) pairs
                  schedule: str | None = None, transport=None, rtol: float | None = None) -> list:
     "Per base run: endpoint RMSE to the teacher of the base solver, its greedy per-sample projection (tracking the teacher) and its endpoint projection, with its out-of-span shares"
     rows, greedy_by_times = [], {}
-    for solver, nfe in runs:
-        base = span_decomposition(model, noise, solver, nfe, schedule, transport=transport, rtol=rtol)
-        key = tuple(float(t) for t in base.table.times) + (float(base.grid[-1]),)
+    for base, nfe in runs:
+        run = span_decomposition(backbone, noise, base, nfe, schedule, transport=transport, rtol=rtol)
+        key = tuple(float(t) for t in run.table.times) + (float(run.grid[-1]),)
         if key not in greedy_by_times:                 # the greedy projection depends only on the times: share it
-            greedy_by_times[key] = span_decomposition(model, noise, solver, nfe, schedule, transport=transport,
+            greedy_by_times[key] = span_decomposition(backbone, noise, base, nfe, schedule, transport=transport,
                                                       target='trajectory', project=True, rtol=rtol)
         greedy = greedy_by_times[key]
-        rows.append(dict(solver=base.solver, nfe=nfe, base=teacher_rmse(base.endpoint, target), greedy=teacher_rmse(greedy.endpoint, target),
-                         endpoint=teacher_rmse(endpoint_projection(base, target, rtol), target),
-                         share_mean=float(base.mean.mean()), share_max=float(base.mean.max())))
+        rows.append(dict(solver=run.base, nfe=nfe, base=teacher_rmse(run.endpoint, target), greedy=teacher_rmse(greedy.endpoint, target),
+                         endpoint=teacher_rmse(endpoint_projection(run, target, rtol), target),
+                         share_mean=float(run.mean.mean()), share_max=float(run.mean.max())))
     return rows

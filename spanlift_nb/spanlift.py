@@ -40,7 +40,7 @@ class ResidualOperator(nn.Module):
     "R_phi: a small conv (or MLP) net over the normalised buffer, FiLM-conditioned on (t_prev, t_next, row) and, for a range solver, the guidance scale"
     def __init__(self, channels: int, # channels of one sample (C), or its size D for flat data
                  n_inputs: int, # how many buffer tensors are stacked at the input
-                 width: int = 32, blocks: int = 3, emb: int = 64, max_rows: int = 64,
+                 *, width: int = 32, blocks: int = 3, emb: int = 64, max_rows: int = 64,
                  arch: str = 'conv', # 'conv' for images, 'mlp' for flat or 2-D data
                  patch: int = 1, # work on (H/patch, W/patch): the input pixel-unshuffled, the output shuffled back
                  scale_input: bool = False): # also embed the guidance scale's position u in [-1, 1] (a range solver)
@@ -122,7 +122,7 @@ class SpanLift(LearnedSolver):
         self.proposal, self.out_of_span = proposal, out_of_span
         arch = arch or ('conv' if len(self.shape) == 3 else 'mlp')
         patch = (default_patch(self.shape) if arch == 'conv' else 1) if patch is None else patch
-        self.op = ResidualOperator(self.shape[0], 1 + history + int(denoised) + 2 * int(proposal), width, blocks, arch=arch, patch=patch,
+        self.op = ResidualOperator(self.shape[0], 1 + history + int(denoised) + 2 * int(proposal), width=width, blocks=blocks, arch=arch, patch=patch,
                                    scale_input=self.guidance_range is not None)
         self.hparams = dict(width=width, blocks=blocks, history=history, denoised=denoised, arch=arch,
                             learn_scalars=learn_scalars, in_span=in_span, patch=patch, proposal=proposal, out_of_span=out_of_span)
@@ -188,7 +188,7 @@ def from_config(cls: SpanLift, c: dict, path: GaussianPath | None = None):
 @patch(cls_method=True)
 def from_scalars(cls: SpanLift, scalar: ScalarSolver, # a fitted learned-scalar solver
                  shape, # one sample's shape: (C, H, W) for images, (D,) for flat data
-                 learn_scalars: bool = True, # keep learning the scalars beside the operator (False: frozen)
+                 *, learn_scalars: bool = True, # keep learning the scalars beside the operator (False: frozen)
                  **kw) -> SpanLift: # operator settings: width, blocks, in_span, patch, ...
     "A SpanLift that starts as the fitted `scalar` solver: untrained, it returns exactly what `scalar` returns"
     sl = cls(scalar.base.name, scalar.nfe, scalar.path, shape, schedule=scalar.schedule, learn_scalars=learn_scalars,

@@ -108,17 +108,17 @@ def _signed(ax, x: Tensor, m: float, title: str):
 
 # %% ../nbs/10_widgets.ipynb #fcb96199
 def solver_view(backbone, # a shipped name, any `load_backbone` spec, or a `Backbone`
-                solver: str = 'heun', # a name from SOLVERS
+                base: str = 'heun', # a base solver: a name from SOLVERS
                 nfe: int = 5, # the NFE budget asked for
                 n: int = 16, # how many samples
                 seed: int = 0) -> dict: # noise seed (the teacher's pairs use the same)
-    "Samples of `solver` at `nfe` beside the teacher from the same noise, with teacher RMSE, PSNR and measured NFE; `error` if the budget cannot be spent"
+    "Samples of the base solver `base` at `nfe` beside the teacher from the same noise, with teacher RMSE, PSNR and measured NFE; `error` if the budget cannot be spent"
     bb = get_backbone(backbone); pairs = explorer_teacher(bb, n, seed)
-    v = dict(backbone=str(backbone if not isinstance(backbone, Backbone) else bb.meta.get('name', 'backbone')), solver=solver,
+    v = dict(backbone=str(backbone if not isinstance(backbone, Backbone) else bb.meta.get('name', 'backbone')), base=base,
              nfe_asked=int(nfe), teacher=pairs.target, samples=None, rmse=None, psnr=None, nfe=None, error=None, show=bb.to_images)
-    try: get_solver(solver).steps_for_nfe(int(nfe))
+    try: get_solver(base).steps_for_nfe(int(nfe))
     except ValueError as e: return dict(v, error=str(e))
-    with torch.no_grad(), count_nfe(bb) as c: x = sample(bb, pairs.noise.to(_device(bb)), solver, int(nfe)).float().cpu()
+    with torch.no_grad(), count_nfe(bb) as c: x = sample(bb, pairs.noise.to(_device(bb)), base, int(nfe)).float().cpu()
     return dict(v, samples=x, rmse=teacher_rmse(x, pairs.target), psnr=psnr(x, pairs.target), nfe=c.n)
 
 def solver_figure(view: dict):
@@ -129,13 +129,13 @@ def solver_figure(view: dict):
     show = view.get('show', lambda x: x)                     # a latent model's samples are decoded to images
     nrow = max(1, int(len(view['teacher']) ** 0.5))
     if view.get('error'): axs[0].text(0.5, 0.5, view['error'], ha='center', va='center', wrap=True, color='firebrick'); axs[0].set_axis_off()
-    else: show_images(show(view['samples']), nrow, f"{view['solver']}, NFE {view['nfe']}: RMSE {view['rmse']:.4f}", axs[0])
+    else: show_images(show(view['samples']), nrow, f"{view['base']}, NFE {view['nfe']}: RMSE {view['rmse']:.4f}", axs[0])
     show_images(show(view['teacher']), nrow, 'teacher (dopri5)', axs[1])
     fig.tight_layout()
     return fig
 
 def _solver_summary(v):
-    return (f"<b>{v['solver']}</b> on {v['backbone']}: NFE asked {v['nfe_asked']}, measured <b>{v['nfe']}</b> &nbsp;·&nbsp; "
+    return (f"<b>{v['base']}</b> on {v['backbone']}: NFE asked {v['nfe_asked']}, measured <b>{v['nfe']}</b> &nbsp;·&nbsp; "
             f"teacher RMSE <b>{v['rmse']:.4f}</b> &nbsp;·&nbsp; PSNR {v['psnr']:.1f} dB")
 
 # %% ../nbs/10_widgets.ipynb #7dde085c
@@ -147,37 +147,37 @@ def _options(backbones, latents: bool = True):
     return opts
 
 def solver_explorer(backbones=None, # specs, or {label: spec or Backbone}; default: the shipped backbones
-                    solver: str = 'heun', nfe: int = 5, # the starting choice
+                    base: str = 'heun', nfe: int = 5, # the starting choice
                     n: int = 16, seed: int = 0) -> Explorer: # samples shown and their noise seed
-    "A widget: pick a backbone, a solver and an NFE (1-20); see samples beside the teacher with the measured error"
+    "A widget: pick a backbone, a base solver and an NFE (1-20); see samples beside the teacher with the measured error"
     controls = dict(backbone=widgets.Dropdown(options=_options(backbones), description='backbone'),
-                    solver=widgets.Dropdown(options=list(SOLVERS), value=solver, description='solver'),
+                    base=widgets.Dropdown(options=list(SOLVERS), value=base, description='base'),
                     nfe=widgets.IntSlider(value=nfe, min=1, max=20, description='NFE', continuous_update=False))
     return Explorer(controls, functools.partial(solver_view, n=n, seed=seed), solver_figure, _solver_summary, 'Solver explorer')
 
 # %% ../nbs/10_widgets.ipynb #7268b26a
 @functools.lru_cache(maxsize=32)
-def _span_report(bb: Backbone, solver: str, nfe: int, n: int, seed: int) -> SpanReport:
+def _span_report(bb: Backbone, base: str, nfe: int, n: int, seed: int) -> SpanReport:
     pairs = explorer_teacher(bb, n, seed)
-    return span_decomposition(bb, pairs.noise.to(_device(bb)), solver, nfe)
+    return span_decomposition(bb, pairs.noise.to(_device(bb)), base, nfe)
 
 
 def span_view(backbone, # a shipped name, any `load_backbone` spec, or a `Backbone`
-              solver: str = 'dpmpp_2m', nfe: int = 4, # the base run
+              base: str = 'dpmpp_2m', nfe: int = 4, # the base run: a name from SOLVERS and its NFE
               row: int = 1, # the row k = 1..nfe (row nfe makes the endpoint)
               index: int = 0, # which sample
               n: int = 4, seed: int = 0) -> dict: # samples in the run and their noise seed
     "Row `row` of a base run, for sample `index`: state, teacher target, increment, its in-span and out-of-span parts, their shares, and the out-of-span part's spatial autocorrelation"
     bb = get_backbone(backbone)
-    try: get_solver(solver).steps_for_nfe(int(nfe))
-    except ValueError as e: return dict(solver=solver, nfe=int(nfe), row=int(row), error=str(e))
-    rep = _span_report(bb, solver, int(nfe), int(n), int(seed))
+    try: get_solver(base).steps_for_nfe(int(nfe))
+    except ValueError as e: return dict(base=base, nfe=int(nfe), row=int(row), error=str(e))
+    rep = _span_report(bb, base, int(nfe), int(n), int(seed))
     k, i = min(max(int(row), 1), rep.nfe), min(max(int(index), 0), len(rep.share) - 1)
     times = [float(t) for t in rep.table.times] + [float(rep.grid[-1])]
     r = rep.refs[k - 1]
     inc, ins, out = (t[k - 1][i].cpu() for t in (rep.increment, rep.in_span, rep.out_of_span))
     state = rep.X[r][i].cpu()
-    return dict(solver=rep.solver, nfe=rep.nfe, row=k, index=i, ref=r, t_from=times[r], t_to=times[k], state=state,
+    return dict(base=rep.base, nfe=rep.nfe, row=k, index=i, ref=r, t_from=times[r], t_to=times[k], state=state,
                 target=state + inc, increment=inc, in_span=ins, out_of_span=out,
                 share=float(rep.share[i, k - 1]), share_mean=float(rep.mean[k - 1]), in_share=float(energy_ratio(ins[None], inc[None])),
                 share_by_row=rep.share[i].tolist(), share_mean_by_row=rep.mean.tolist(),
@@ -205,25 +205,25 @@ def span_figure(view: dict):
     axs[6].axvline(view['row'], color='k', alpha=.3)
     axs[6].set_xlabel('row k'); axs[6].set_ylabel('out-of-span share ρ_k'); axs[6].set_ylim(bottom=0); axs[6].legend(fontsize=7)
     axs[6].set_xticks(list(ks))
-    fig.suptitle(f"{view['solver']}, NFE {view['nfe']}, row {view['row']}: the teacher's step, split by the span of the buffer", fontsize=10)
+    fig.suptitle(f"{view['base']}, NFE {view['nfe']}, row {view['row']}: the teacher's step, split by the span of the buffer", fontsize=10)
     fig.tight_layout()
     return fig
 
 # %% ../nbs/10_widgets.ipynb #633194b2
 def _span_summary(v):
-    return (f"<b>{v['solver']}</b>, NFE {v['nfe']}, row {v['row']} (t {v['t_from']:.3g} → {v['t_to']:.3g}), sample {v['index']}: "
+    return (f"<b>{v['base']}</b>, NFE {v['nfe']}, row {v['row']} (t {v['t_from']:.3g} → {v['t_to']:.3g}), sample {v['index']}: "
             f"out-of-span share <b>{v['share']:.2%}</b> of the step's energy (mean over samples {v['share_mean']:.2%}), in span {v['in_share']:.2%}"
             + ('' if v.get('autocorr') is None else f"; its spatial autocorrelation {v['autocorr']:.2f}, white noise's {v['autocorr_null']:.2f}"))
 
 def span_explorer(backbones=None, # specs, or {label: spec or Backbone}; default: the shipped pixel-space backbones
-                  solver: str = 'dpmpp_2m', nfe: int = 4, # the starting base run
+                  base: str = 'dpmpp_2m', nfe: int = 4, # the starting base run
                   n: int = 4, seed: int = 0) -> Explorer: # samples in the run and their noise seed
     "A widget: step through the rows of a base run and see the teacher's increment, its in-span part and its out-of-span remainder"
     row = widgets.IntSlider(value=1, min=1, max=nfe, description='row k', continuous_update=False)
     nfe_w = widgets.IntSlider(value=nfe, min=1, max=12, description='NFE', continuous_update=False)
     nfe_w.observe(lambda ch: setattr(row, 'max', max(1, ch['new'])), names='value')   # before the Explorer's own observer
     controls = dict(backbone=widgets.Dropdown(options=_options(backbones, latents=False), description='backbone'),
-                    solver=widgets.Dropdown(options=list(SOLVERS), value=solver, description='solver'), nfe=nfe_w, row=row,
+                    base=widgets.Dropdown(options=list(SOLVERS), value=base, description='base'), nfe=nfe_w, row=row,
                     index=widgets.IntSlider(value=0, min=0, max=n - 1, description='sample', continuous_update=False))
     return Explorer(controls, functools.partial(span_view, n=n, seed=seed), span_figure, _span_summary, 'Span explorer')
 
@@ -242,12 +242,12 @@ def spanlift_view(spanlift, # a trained `SpanLift` (or a checkpoint path)
                   backbone, # the backbone it was trained for
                   strength: float = 1.0, # scales the operator's correction: 0 is the base solver, 1 as trained
                   n: int = 16, seed: int = HELD_OUT_SEED, # held-out noise (keep the seed apart from the training pairs)
-                  base: Tensor | None = None) -> dict: # the base solver's samples from this noise, if already known
+                  base_samples: Tensor | None = None) -> dict: # the base solver's samples from this noise, if already known
     "Base and SpanLift at `strength` from the same noise, beside the teacher, with their teacher RMSE and measured NFE"
     bb = get_backbone(backbone); sl = load_spanlift(spanlift, bb); pairs = explorer_teacher(bb, n, seed)
     z = pairs.noise.to(_device(bb))
     with torch.no_grad():
-        if base is None: base = sl.scalar(bb, z).float().cpu()        # the base: the same table, no correction
+        base = sl.scalar(bb, z).float().cpu() if base_samples is None else base_samples   # the base: the same table, no correction
         old = sl.strength
         try:
             sl.strength = float(strength)
@@ -292,7 +292,7 @@ def spanlift_explorer(spanlift, # a trained `SpanLift`, or the path of its check
     bb = get_backbone(backbone); sl = load_spanlift(spanlift, bb)
     first = spanlift_view(sl, bb, 1.0, n, seed)
     curve = strength_curve(sl, bb, strengths, n, seed)
-    view = lambda strength: spanlift_view(sl, bb, strength, n, seed, base=first['base'])
+    view = lambda strength: spanlift_view(sl, bb, strength, n, seed, base_samples=first['base'])
     controls = dict(strength=widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description='strength', continuous_update=False))
     ex = Explorer(controls, view, functools.partial(spanlift_figure, curve=curve), _spanlift_summary, 'SpanLift explorer')
     ex.spanlift, ex.curve = sl, curve

@@ -52,12 +52,14 @@ def one_line_error(p, *needles):
 def test_help_has_examples(ws, cmd):
     p = run(ws, cmd, '--help')
     assert p.returncode == 0 and f'usage: spanlift {cmd}' in p.stdout and 'examples:' in p.stdout and '--json' in p.stdout
+    if cmd in ('sample', 'eval', 'export', 'diagnose'):                       # a trained solver is read from --checkpoint PATH
+        assert '--checkpoint' in p.stdout and '--solver' not in p.stdout, p.stdout
 
 def test_run_as_a_module(ws):
     "`python -m spanlift_nb.cli` knows every command, `export` (registered last) included"
     p = subprocess.run([sys.executable, '-m', 'spanlift_nb.cli', 'export', '--help'], capture_output=True, text=True, cwd=ws, timeout=300)
     assert p.returncode == 0 and 'usage: spanlift export' in p.stdout, p.stderr
-    one_line_error(subprocess.run([sys.executable, '-m', 'spanlift_nb.cli', 'export', '--solver', 'none.safetensors', '--backbone', '.', '--out', ws / 'gauss.py'],
+    one_line_error(subprocess.run([sys.executable, '-m', 'spanlift_nb.cli', 'export', '--checkpoint', 'none.safetensors', '--backbone', '.', '--out', ws / 'gauss.py'],
                                   capture_output=True, text=True, cwd=ws, timeout=300), 'is an existing file')
 
 def test_top_level_usage_and_unknown_command(ws):
@@ -126,21 +128,21 @@ def test_fit_solver_resume_sample_eval(ws):
     assert r['steps'] == 6 and json.loads((ws / 's.json').read_text())['step'] == 6      # finished: nothing more to do
     one_line_error(run(ws, 'fit-solver', *common, *sl, '--method', 'spanlift', '--steps', 10, '--out', ws / 's.safetensors', '--resume'),
                    'recipe.steps_spanlift 6 (checkpoint) != 10 (now)')
-    r = ok_json(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 64, '--json'))
+    r = ok_json(run(ws, 'eval', '--backbone', spec, '--checkpoint', ws / 's.safetensors', '--n', 64, '--json'))
     assert r['nfe'] == 3 and {'teacher_rmse', 'psnr'} <= set(r) and r['method'].startswith('spanlift')
-    r = ok_json(run(ws, 'sample', '--backbone', spec, '--solver', ws / 's.safetensors', '--n', 6, '--out', ws / 'g.png', '--json'))
+    r = ok_json(run(ws, 'sample', '--backbone', spec, '--checkpoint', ws / 's.safetensors', '--n', 6, '--out', ws / 'g.png', '--json'))
     assert r['nfe'] == 3 and (ws / 'g.png').stat().st_size > 0
     r = ok_json(run(ws, 'fit-solver', *common, '--method', 'scalar', '--base', 'heun', '--steps', 4, '--out', ws / 'sc.safetensors', '--json'))
     assert r['method'] == 'scalar'
     # an incompatible checkpoint, a bad NFE, a bad method, a missing file: one line each
-    one_line_error(run(ws, 'eval', '--backbone', f"{ws}/gauss.py:other", '--solver', ws / 's.safetensors', '--n', 16), 'does not fit', 'backbone hash')
-    one_line_error(run(ws, 'eval', '--backbone', spec, '--solver', ws / 's.safetensors', '--nfe', 4, '--n', 16), 'NFE 3 != 4')
+    one_line_error(run(ws, 'eval', '--backbone', f"{ws}/gauss.py:other", '--checkpoint', ws / 's.safetensors', '--n', 16), 'does not fit', 'backbone hash')
+    one_line_error(run(ws, 'eval', '--backbone', spec, '--checkpoint', ws / 's.safetensors', '--nfe', 4, '--n', 16), 'NFE 3 != 4')
     one_line_error(run(ws, 'eval', '--backbone', spec, '--base', 'heun', '--nfe', 4), 'heun cannot spend exactly 4 NFE')
     one_line_error(run(ws, 'eval', '--backbone', spec, '--base', 'nope', '--nfe', 3), "valid solvers")
     one_line_error(run(ws, 'fit-solver', *common, '--method', 'magic', '--out', ws / 'm.safetensors'), "valid: spanlift, scalar")
     one_line_error(run(ws, 'sample', '--backbone', 'no-such-model', '--base', 'euler', '--nfe', 3, '--out', ws / 'x.png'), 'Unknown backbone')
     one_line_error(run(ws, 'sample', '--backbone', spec, '--base', 'euler', '--nfe', 3, '--out', ws / 'x.jpg'), '.png or .npy')
-    one_line_error(run(ws, 'eval', '--backbone', spec, '--solver', ws / 'missing.safetensors'), 'No checkpoint at')
+    one_line_error(run(ws, 'eval', '--backbone', spec, '--checkpoint', ws / 'missing.safetensors'), 'No checkpoint at')
 
 def test_eval_json_contract_on_shipped_backbone(ws):
     r = ok_json(run(ws, 'eval', '--backbone', 'digits-flow', '--base', 'euler', '--nfe', 3, '--n', 64, '--json'))
@@ -153,10 +155,10 @@ def test_fit_solver_over_a_guidance_range(ws):
     cf, out = ('--backbone', ws / 'cond.safetensors', '--nfe', 3), ws / 'range.safetensors'
     r = ok_json(run(ws, 'fit-solver', *cf, '--method', 'scalar', '--pairs', 20, '--val', 5, '--steps', 2, '--batch', 4, '--guidance', '1:5', '--out', out, '--json'))
     assert r['guidance'] == [1.0, 5.0] and json.loads((ws / 'range.json').read_text())['guidance'] == [1.0, 5.0]
-    r = ok_json(run(ws, 'eval', *cf[:2], '--solver', out, '--n', 4, '--guidance', 4.5, '--json'))
+    r = ok_json(run(ws, 'eval', *cf[:2], '--checkpoint', out, '--n', 4, '--guidance', 4.5, '--json'))
     assert r['guidance'] == 4.5 and r['nfe'] == 3
-    one_line_error(run(ws, 'eval', *cf[:2], '--solver', out, '--n', 4, '--guidance', 6), 'outside the range', '1 to 5')
-    one_line_error(run(ws, 'eval', *cf[:2], '--solver', out, '--n', 4), 'covers guidance scales 1 to 5')
+    one_line_error(run(ws, 'eval', *cf[:2], '--checkpoint', out, '--n', 4, '--guidance', 6), 'outside the range', '1 to 5')
+    one_line_error(run(ws, 'eval', *cf[:2], '--checkpoint', out, '--n', 4), 'covers guidance scales 1 to 5')
     for bad, msg in (('1:5:7', 'malformed'), ('5:1', 'lo < hi'), ('2:2', 'lo < hi'), ('nan:5', 'finite number >= 0'), ('-1:5', 'finite number >= 0'), ('a:5', 'must be a number')):
         one_line_error(run(ws, 'fit-solver', *cf, f'--guidance={bad}', '--out', ws / 'x.safetensors'), msg)
     one_line_error(run(ws, 'fit-solver', '--backbone', f"{ws}/gauss.py:make", '--guidance', '1:5', '--out', ws / 'x.safetensors'), 'needs a class-conditional backbone')
@@ -166,7 +168,7 @@ def test_diagnose_predicts_a_gain(ws):
     r = ok_json(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--nfe', '3', '--pairs', '64', '--json'))
     assert 0 <= r['rho_needed'] <= 1 and r['recommendation'] and r['law']['settings'] >= 2, r
     one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--seed', '1'), 'held-out seed')
-    one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--solver', 'missing.safetensors'), 'missing.safetensors')
+    one_line_error(run(ws, 'diagnose', '--backbone', 'gauss.py:make', '--checkpoint', 'missing.safetensors'), 'missing.safetensors')
 
 def test_fit_solver_trains_the_recipe_that_compare_trains(ws):
     "`fit-solver --method spanlift` and `evaluate.compare` build the same SpanLift (config and recipe) from the same inputs"

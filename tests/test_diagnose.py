@@ -54,7 +54,7 @@ def test_bad_input_is_refused_before_any_work(gaussians, monkeypatch, kw, msg):
 def test_cli_function_refuses_in_one_line(monkeypatch):
     monkeypatch.setattr(dg, 'diagnose_model', lambda *a, **k: pytest.fail('work started before the input was checked'))
     with pytest.raises(ValueError, match='--backbone is required'): dg.diagnose()
-    with pytest.raises(OSError, match='--solver: no checkpoint'): dg.diagnose('digits-flow', solver='no/such.safetensors')
+    with pytest.raises(OSError, match='--checkpoint: no checkpoint'): dg.diagnose('digits-flow', checkpoint='no/such.safetensors')
 
 def test_stationary_gaussian_is_exact():
     st = dg.stationary_gaussian((1, 6, 6), length=1.2, std=0.4)

@@ -59,7 +59,7 @@ BAD_ARGS = [
     ((*FIT, '--out', '/proc/x.safetensors'), 'cannot be written'),
     ((*FB, '--out', '/proc/x.safetensors'), 'cannot be written'),
     (('sample', '--backbone', SPEC, '--base', 'euler', '--nfe', 3, '--out', '/proc/x.png'), 'cannot be written'),
-    (('export', '--solver', 's.safetensors', '--backbone', '.', '--out', 'afile'), 'is an existing file'),
+    (('export', '--checkpoint', 's.safetensors', '--backbone', '.', '--out', 'afile'), 'is an existing file'),
 ]
 if not torch.cuda.is_available():
     BAD_ARGS.append(((*EV, '--device', 'cuda'), 'this machine has no CUDA GPU'))
@@ -103,11 +103,11 @@ SOLVER_EDITS = {
 @pytest.mark.parametrize('what', list(SOLVER_EDITS))
 def test_damaged_solver_is_refused(ws, what):
     f = _edited_copy(ws, f'bad-{what}', **SOLVER_EDITS[what])
-    one_line_error(run(ws, 'eval', '--backbone', SPEC, '--solver', f, '--n', 8), f'bad-{what}')
+    one_line_error(run(ws, 'eval', '--backbone', SPEC, '--checkpoint', f, '--n', 8), f'bad-{what}')
 
 def test_malformed_solver_json(ws):
     f = _edited_copy(ws, 'bad-json'); (ws / 'bad-json.json').write_text('{"solver": ')
-    one_line_error(run(ws, 'eval', '--backbone', SPEC, '--solver', f, '--n', 8), 'is not valid JSON')
+    one_line_error(run(ws, 'eval', '--backbone', SPEC, '--checkpoint', f, '--n', 8), 'is not valid JSON')
 
 def test_damaged_backbone_json(ws):
     ok_json(run(ws, *FB, '--out', 'bb.safetensors', '--json'))

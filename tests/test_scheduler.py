@@ -190,14 +190,14 @@ def spanlift(*args):
     return subprocess.run(['spanlift', *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
 
 def test_cli_export(root, exported):
-    p = spanlift('export', '--solver', root / 's.safetensors', '--backbone', root / 'eps', '--out', root / 'cli-out', '--json')
+    p = spanlift('export', '--checkpoint', root / 's.safetensors', '--backbone', root / 'eps', '--out', root / 'cli-out', '--json')
     assert p.returncode == 0, p.stderr
     r = json.loads(p.stdout)
     assert (r['method'], r['nfe'], r['prediction_type'], len(r['timesteps'])) == ('spanlift', 3, 'epsilon', 3)
     assert (root / 'cli-out' / 'scheduler_config.json').read_text() == (exported[0] / 'scheduler_config.json').read_text()
     assert 'examples:' in spanlift('export', '--help').stdout
-    for args, msg in [(('--solver', root / 's.safetensors', '--backbone', tiny_folder(root, 'eps', 'other2', seed=11), '--out', root / 'x'), 'backbone hash'),
-                      (('--solver', root / 's.safetensors', '--backbone', root / 'eps'), '--out is required')]:
+    for args, msg in [(('--checkpoint', root / 's.safetensors', '--backbone', tiny_folder(root, 'eps', 'other2', seed=11), '--out', root / 'x'), 'backbone hash'),
+                      (('--checkpoint', root / 's.safetensors', '--backbone', root / 'eps'), '--out is required')]:
         p = spanlift('export', *args)
         assert p.returncode == 2 and p.stderr.count('\n') == 1 and msg in p.stderr, p.stderr
 
@@ -341,10 +341,10 @@ def cli_uses_export_scheduler() -> bool:
 def test_python_m_cli_export(root, exported):
     env = dict(os.environ, OMP_NUM_THREADS='1', DIFFUSERS_VERBOSITY='error'); env.pop('SPANLIFT_DEBUG', None)
     run = lambda *a: subprocess.run([sys.executable, '-m', 'spanlift_nb.cli', 'export', *map(str, a)], capture_output=True, text=True, env=env, timeout=600)
-    p = run('--solver', root / 's.safetensors', '--backbone', root / 'eps', '--out', root / 'm-out', '--json')
+    p = run('--checkpoint', root / 's.safetensors', '--backbone', root / 'eps', '--out', root / 'm-out', '--json')
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)['nfe'] == 3 and (root / 'm-out' / 'spanlift_solver.safetensors').exists()
-    p = run('--solver', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range', '--null-class', '3')
+    p = run('--checkpoint', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range', '--null-class', '3')
     assert p.returncode == 2 and p.stderr.count('\n') == 1 and 'covers guidance scales' in p.stderr and not (root / 'm-range').exists(), p.stderr
-    p = run('--solver', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range', '--guidance', '4', '--null-class', '3', '--json')
+    p = run('--checkpoint', root / 'range.safetensors', '--backbone', root / 'cond-eps', '--out', root / 'm-range', '--guidance', '4', '--null-class', '3', '--json')
     assert p.returncode == 0 and json.loads(p.stdout)['guidance_scale'] == 4.0, p.stderr
