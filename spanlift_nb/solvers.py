@@ -39,7 +39,9 @@ def grid_quadratic(path: GaussianPath, n: int) -> Tensor:
 def grid_noise_quadratic(path: GaussianPath, n: int) -> Tensor:
     "`n` steps quadratic in t, dense near the noise: the mirror of `grid_quadratic`, its longest step the last"
     u = torch.linspace(0, 1, n + 1, dtype=torch.float64)
-    return check_grid(path.t_max - (path.t_max - path.t_min) * u**2)
+    g = path.t_max - (path.t_max - path.t_min) * u**2
+    g[-1] = path.t_min                                               # exactly, whatever the rounding
+    return check_grid(g)
 
 def grid_karras(path: GaussianPath, n: int, rho: float = 7.0, t_lo: float | None = None) -> Tensor:
     "`n` steps of the EDM/Karras polynomial schedule in sigma"
