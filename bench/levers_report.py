@@ -203,6 +203,25 @@ def matched_lines(rows) -> list:
         out.append('| ' + ' | '.join(cells) + ' |')
     return out
 
+def projection_lines(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow') -> list:
+    "SpanLift at NFE 3 against learned scalars at the same cost, with the operator's share of a sample's time measured on a CIFAR-size U-Net (GPU check)"
+    one = lambda n: summary.get(f'{backbone}@{n}@{RECIPE_LEVER}')
+    if not (Path(gpu).exists() and one(3) and one(4)): return []
+    share = json.loads(Path(gpu).read_text())['bench']['sample']['fp32']['overhead']
+    m = lambda xs: sum(xs) / len(xs)
+    sc3, sc4, sl3 = m(one(3)['scalar']), m(one(4)['scalar']), m(one(3)['spanlift'])
+    cost = 3 * (1 + share)
+    at_cost = sc3 * (sc4 / sc3) ** (cost - 3)                          # log-linear in NFE between the measured NFE 3 and 4
+    return ['\n### Projected to a CIFAR-size U-Net\n',
+            f"The GPU check (`bench/gpu_check_h100.json`, H100, fp32, batch 1024) measured SpanLift's 3-NFE sample to take {share:.1%} longer than the base solver's "
+            f"on a CIFAR-size U-Net, so there SpanLift at NFE 3 costs {cost:.2f} backbone calls. Carried over to {backbone}'s error curve (an assumption: "
+            f"the error of a CIFAR model is not measured here), with the learned scalars' RMSE interpolated log-linearly between NFE 3 and 4:\n",
+            '| method | cost, backbone calls | teacher RMSE |', '|---|---|---|',
+            f'| learned scalars, NFE 3 | 3.00 | {sc3:.4f} |', f'| **SpanLift, NFE 3** | {cost:.2f} | {sl3:.4f} |',
+            f'| learned scalars at the same cost (interpolated) | {cost:.2f} | {at_cost:.4f} |', f'| learned scalars, NFE 4 | 4.00 | {sc4:.4f} |',
+            f"\nAt equal cost SpanLift {'beats' if sl3 < at_cost else 'does not beat'} the learned scalars on this curve; against one more NFE it "
+            f"{'wins' if sl3 < sc4 else 'loses'} ({sl3:.4f} against {sc4:.4f}) for {4 - cost:.2f} fewer backbone calls."]
+
 def init_rows() -> list:
     "Rows of bench/scalar_init.py's runs (one file per invocation)"
     return [r for f in sorted((HERE / 'LEVERS').glob('scalar-init*.json')) for r in json.loads(f.read_text())['rows']]
@@ -281,7 +300,7 @@ def main():
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
     block += transfer_lines()
-    mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + init_lines() + demo_lines()
+    mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + projection_lines(summary) + init_lines() + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
