@@ -203,24 +203,27 @@ def matched_lines(rows) -> list:
         out.append('| ' + ' | '.join(cells) + ' |')
     return out
 
-def projection_lines(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow') -> list:
+def projection(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow') -> dict | None:
     "SpanLift at NFE 3 against learned scalars at the same cost, with the operator's share of a sample's time measured on a CIFAR-size U-Net (GPU check)"
     one = lambda n: summary.get(f'{backbone}@{n}@{RECIPE_LEVER}')
-    if not (Path(gpu).exists() and one(3) and one(4)): return []
+    if not (Path(gpu).exists() and one(3) and one(4)): return None
     share = json.loads(Path(gpu).read_text())['bench']['sample']['fp32']['overhead']
     m = lambda xs: sum(xs) / len(xs)
-    sc3, sc4, sl3 = m(one(3)['scalar']), m(one(4)['scalar']), m(one(3)['spanlift'])
-    cost = 3 * (1 + share)
-    at_cost = sc3 * (sc4 / sc3) ** (cost - 3)                          # log-linear in NFE between the measured NFE 3 and 4
+    sc3, sc4 = m(one(3)['scalar']), m(one(4)['scalar']); cost = 3 * (1 + share)
+    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=m(one(3)['spanlift']),
+                scalar_at_cost=sc3 * (sc4 / sc3) ** (cost - 3))       # log-linear in NFE between the measured NFE 3 and 4
+
+def projection_lines(p: dict | None) -> list:
+    if p is None: return []
     return ['\n### Projected to a CIFAR-size U-Net\n',
-            f"The GPU check (`bench/gpu_check_h100.json`, H100, fp32, batch 1024) measured SpanLift's 3-NFE sample to take {share:.1%} longer than the base solver's "
-            f"on a CIFAR-size U-Net, so there SpanLift at NFE 3 costs {cost:.2f} backbone calls. Carried over to {backbone}'s error curve (an assumption: "
+            f"The GPU check (`bench/gpu_check_h100.json`, H100, fp32, batch 1024) measured SpanLift's 3-NFE sample to take {p['share']:.1%} longer than the base solver's "
+            f"on a CIFAR-size U-Net, so there SpanLift at NFE 3 costs {p['cost']:.2f} backbone calls. Carried over to {p['backbone']}'s error curve (an assumption: "
             f"the error of a CIFAR model is not measured here), with the learned scalars' RMSE interpolated log-linearly between NFE 3 and 4:\n",
             '| method | cost, backbone calls | teacher RMSE |', '|---|---|---|',
-            f'| learned scalars, NFE 3 | 3.00 | {sc3:.4f} |', f'| **SpanLift, NFE 3** | {cost:.2f} | {sl3:.4f} |',
-            f'| learned scalars at the same cost (interpolated) | {cost:.2f} | {at_cost:.4f} |', f'| learned scalars, NFE 4 | 4.00 | {sc4:.4f} |',
-            f"\nAt equal cost SpanLift {'beats' if sl3 < at_cost else 'does not beat'} the learned scalars on this curve; against one more NFE it "
-            f"{'wins' if sl3 < sc4 else 'loses'} ({sl3:.4f} against {sc4:.4f}) for {4 - cost:.2f} fewer backbone calls."]
+            f"| learned scalars, NFE 3 | 3.00 | {p['scalar3']:.4f} |", f"| **SpanLift, NFE 3** | {p['cost']:.2f} | {p['spanlift3']:.4f} |",
+            f"| learned scalars at the same cost (interpolated) | {p['cost']:.2f} | {p['scalar_at_cost']:.4f} |", f"| learned scalars, NFE 4 | 4.00 | {p['scalar4']:.4f} |",
+            f"\nAt equal cost SpanLift {'beats' if p['spanlift3'] < p['scalar_at_cost'] else 'does not beat'} the learned scalars on this curve; against one more NFE it "
+            f"{'wins' if p['spanlift3'] < p['scalar4'] else 'loses'} ({p['spanlift3']:.4f} against {p['scalar4']:.4f}) for {4 - p['cost']:.2f} fewer backbone calls."]
 
 def init_rows() -> list:
     "Rows of bench/scalar_init.py's runs (one file per invocation)"
@@ -300,7 +303,7 @@ def main():
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
     block += transfer_lines()
-    mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + projection_lines(summary) + init_lines() + demo_lines()
+    mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + projection_lines(projection(summary)) + init_lines() + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
     block.append(END)
@@ -309,7 +312,7 @@ def main():
     text = pat.sub(lambda m: '\n'.join(block), old) if pat.search(old) else old.rstrip('\n') + '\n\n' + '\n'.join(block) + '\n'
     with atomic_write(md, 'w') as f: f.write(text)
     js = HERE / 'RESULTS.json'; data = json.loads(js.read_text()) if js.exists() else {}
-    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['matched_cost_recipe'] = mrows
+    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['matched_cost_recipe'] = mrows; data['projection'] = projection(summary)
     if init_rows(): data['scalar_init'] = init_rows()
     tf = HERE / 'LEVERS' / 'transfer-digits-flow-nfe3.json'
     if tf.exists(): data['transfer'] = json.loads(tf.read_text())

@@ -135,6 +135,13 @@ def matched_bullets(results: dict) -> list:
                    f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
     return out
 
+def projection_bullet(p: dict | None) -> list:
+    "SpanLift at NFE 3 against the learned scalars at the same cost where the operator costs what the GPU check measured (bench/levers_report.py)"
+    if not p: return []
+    return [f"- **Projected to a CIFAR-size U-Net**, where the GPU check measured a 3-NFE SpanLift sample {p['share']:.1%} slower than its base solver's, SpanLift at NFE 3 "
+            f"costs {p['cost']:.2f} backbone calls; on {p['backbone']}'s error curve the learned scalars at that cost reach {p['scalar_at_cost']:.4f} "
+            f"(interpolated), against SpanLift's {p['spanlift3']:.4f} (`bench/RESULTS.md`, *Projected to a CIFAR-size U-Net*)."]
+
 def init_bullets(results: dict, runs: dict) -> list:
     "The recipe's ratio against learned scalars from the best initial grid tried, and where that start matters"
     out, m = [], _mean
@@ -167,7 +174,7 @@ def recipe_lines(results: dict) -> list:
            "SpanLift against the learned scalars over the same base: " + '; '.join(
                f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
                for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
-    out += matched_bullets(results) + init_bullets(results, runs)
+    out += matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
