@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/train.html.md"""
 
 # %% ../nbs/07_train.ipynb #499ac3f8
 from __future__ import annotations
-import os, json, math, numbers, signal, threading, time, warnings
+import os, json, math, numbers, re, signal, threading, time, warnings
 from pathlib import Path
 from dataclasses import dataclass, asdict
 import torch
@@ -422,7 +422,7 @@ def resume(self: _Fit, ckpt):
     self.step, self.hist, self.best_val, self.saved = m['step'], m['history'], m.get('best_val', math.inf), m['step']
     v = self.hist['val']; self.bad_vals = len(v) - 1 - v.index(min(v)) if v else 0   # validations since the best: early stopping's count
     with warnings.catch_warnings():                 # the schedule is fast-forwarded to the saved step with no optimiser step between
-        warnings.filterwarnings('ignore', message='Detected call of `lr_scheduler.step()` before `optimizer.step()`')
+        warnings.filterwarnings('ignore', message=re.escape('Detected call of `lr_scheduler.step()` before `optimizer.step()`'))
         for _ in range(self.step): self.sched.step()
 
 # %% ../nbs/07_train.ipynb #f2f0441c
