@@ -214,6 +214,7 @@ def projection(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow'
                 scalar_at_cost=sc3 * (sc4 / sc3) ** (cost - 3))       # log-linear in NFE between the measured NFE 3 and 4
 
 def projection_lines(p: dict | None) -> list:
+    "The lever report's section on `projection`'s numbers"
     if p is None: return []
     return ['\n### Projected to a CIFAR-size U-Net\n',
             f"The GPU check (`bench/gpu_check_h100.json`, H100, fp32, batch 1024) measured SpanLift's 3-NFE sample to take {p['share']:.1%} longer than the base solver's "
