@@ -208,9 +208,8 @@ def projection(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow'
     one = lambda n: summary.get(f'{backbone}@{n}@{RECIPE_LEVER}')
     if not (Path(gpu).exists() and one(3) and one(4)): return None
     share = json.loads(Path(gpu).read_text())['bench']['sample']['fp32']['overhead']
-    m = lambda xs: sum(xs) / len(xs)
-    sc3, sc4 = m(one(3)['scalar']), m(one(4)['scalar']); cost = 3 * (1 + share)
-    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=m(one(3)['spanlift']),
+    sc3, sc4 = st.mean(one(3)['scalar']), st.mean(one(4)['scalar']); cost = 3 * (1 + share)
+    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=st.mean(one(3)['spanlift']),
                 scalar_at_cost=sc3 * (sc4 / sc3) ** (cost - 3))       # log-linear in NFE between the measured NFE 3 and 4
 
 def projection_lines(p: dict | None) -> list:
