@@ -8,7 +8,7 @@ hand-written and must carry no measured number (a decimal or a percentage), exce
 quote other people's results. Notebook prose (markdown cells) may quote a number only when the notebook's own outputs print it.
 """
 from __future__ import annotations
-import argparse, json, math, re, sys
+import argparse, json, math, re, statistics, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,11 +120,9 @@ def recipe_runs(results: dict) -> dict:
     runs = {(k.split('@')[0], int(k.split('@')[1])): v for k, v in lv.items() if k.split('@')[2] == RECIPE_LEVER}
     return dict(sorted(runs.items(), key=lambda kv: (not kv[0][0].startswith('digits'), kv[0])))
 
-def _mean(xs): return sum(xs) / len(xs)
-
 def matched_bullets(results: dict) -> list:
     "Per backbone: SpanLift at NFE 3 against the best learned scalars at NFE 4 measured (the recipe's, the transfer run's, other initial grids)"
-    out, m = [], _mean
+    out, m = [], statistics.mean
     for mc in results.get('matched_cost_recipe') or []:
         other = (results.get('transfer') or {}).get('scalar', {}).get('4', {}) if mc['backbone'] == 'digits-flow' else {}   # the transfer run's scalars at NFE 4, over more bases
         start = [(mc['scalar4_other']['base'], mc['scalar4_other']['test'])] if mc.get('scalar4_other') else []   # the same stage from another initial grid
@@ -144,7 +142,7 @@ def projection_bullet(p: dict | None) -> list:
 
 def init_bullets(results: dict, runs: dict) -> list:
     "The recipe's ratio against learned scalars from the best initial grid tried, and where that start matters"
-    out, m = [], _mean
+    out, m = [], statistics.mean
     init = results.get('scalar_init') or []
     better = [(bb, n, v, min((r for r in init if (r['backbone'], r['nfe']) == (bb, n)), key=lambda r: r['test'])) for (bb, n), v in runs.items()
               if any((r['backbone'], r['nfe']) == (bb, n) for r in init)]
@@ -166,8 +164,7 @@ def recipe_lines(results: dict) -> list:
     "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
     runs = recipe_runs(results)
     if not runs: return []
-    m = _mean
-    sd = lambda xs: (sum((x - m(xs)) ** 2 for x in xs) / (len(xs) - 1)) ** 0.5 if len(xs) > 1 else float('nan')
+    m, sd = statistics.mean, statistics.stdev
     pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {sd(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
     r3 = next(iter(runs.values()))
     out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
