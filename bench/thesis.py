@@ -12,7 +12,9 @@ import torch
 from spanlift_nb.core import GaussianPath
 from spanlift_nb.analytic import gaussian_backbone, mixture_backbone
 from spanlift_nb.data import load_digits
-from spanlift_nb.zoo import load_backbone
+from spanlift_nb.zoo import load_backbone, load
+from spanlift_nb.nowcast import nowcast_data
+from spanlift_nb.teacher import teacher_pairs
 from spanlift_nb.teacher import HELD_OUT_SEED
 from spanlift_nb.diagnose import stationary_gaussian, setting_pairs, measure_gain, summarise_rows
 
@@ -32,6 +34,12 @@ def mixture():
     scales = torch.rand(4, 1, 8, 8, generator=g, dtype=torch.float64) * 0.3 + 0.05
     return mixture_backbone(means, scales)
 
+def nowcast_pairs(bb, n, seed=0, guidance=None):
+    "Teacher pairs of the nowcaster, each conditioned on its own past frames (drawn with a seed apart from its training data's)"
+    return teacher_pairs(bb, n, seed=seed, cond=dict(past=nowcast_data(n, seed=seed + 1)[0]), progress=False)
+
+PAIRS = {'rain-nowcast': nowcast_pairs}   # settings whose pairs need more than `setting_pairs`
+
 def settings():
     "(group, name, backbone factory, nfe, guidance, sizes, held_out): held-out settings are left out of the law"
     g, out = gaussians(), []
@@ -43,6 +51,8 @@ def settings():
     out.append(('digits', 'digits-edm', lambda: load_backbone('digits-edm'), 5, None, REAL, True))
     out.append(('fashion', 'fashion-flow', lambda: load_backbone('fashion-flow'), 3, None, REAL, False))
     for w in (1.0, 3.0): out.append(('fashion', 'fashion-cond-flow', lambda: load_backbone('fashion-cond-flow'), 3, w, REAL, False))
+    out.append(('more', 'fashion-latent-flow', lambda: load_backbone('fashion-latent-flow'), 3, None, REAL, False))
+    out.append(('more', 'rain-nowcast', lambda: load('rain-nowcast'), 3, None, REAL, False))
     return out
 
 def run(group, seeds, out, only=None):
@@ -55,8 +65,9 @@ def run(group, seeds, out, only=None):
             if (name, nfe, w, seed) in done: continue
             if (name, w) not in cache:
                 t0, bb = time.time(), make()
-                tv = setting_pairs(bb, sz['n_train'] + sz['n_val'], seed=0, guidance=w)
-                cache[name, w] = (bb, *tv.split(sz['n_val']), setting_pairs(bb, sz['n_test'], seed=HELD_OUT_SEED, guidance=w))
+                make_pairs = PAIRS.get(name, setting_pairs)
+                tv = make_pairs(bb, sz['n_train'] + sz['n_val'], seed=0, guidance=w)
+                cache[name, w] = (bb, *tv.split(sz['n_val']), make_pairs(bb, sz['n_test'], seed=HELD_OUT_SEED, guidance=w))
                 print(f'{name} w={w}: pairs in {time.time() - t0:.0f} s', flush=True)
             bb, train, val, test = cache[name, w]
             r = measure_gain(bb, train, val, test, nfe=nfe, seed=seed, steps_scalar=sz['steps_scalar'],
@@ -77,7 +88,7 @@ def summarise(parts, out='bench/THESIS.json'):
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
-    ap.add_argument('--group', nargs='*', default=None, help='gauss digits digits-heldout fashion (default: all)')
+    ap.add_argument('--group', nargs='*', default=None, help='gauss digits fashion more (default: all)')
     ap.add_argument('--only', nargs='*', default=None)
     ap.add_argument('--seeds', nargs='*', type=int, default=[0, 2, 3])
     ap.add_argument('--out', default='bench/THESIS.part.json')
