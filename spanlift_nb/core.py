@@ -223,17 +223,17 @@ def vp_timestep(ac: Tensor): # the training schedule `alphas_cumprod`
     n = len(ac)
     return lambda t: t * n - 1
 
-def as_backbone(model, # a `Backbone`, an `nn.Module` or any callable `f(x, t)`
+def as_backbone(backbone, # a `Backbone`, an `nn.Module` or any callable `f(x, t)`
                 kind: str = 'flow', # one of ADAPTER_KINDS
                 path: GaussianPath | None = None, # override the default path of `kind`
                 data_at_one: bool = False, # flow models trained with data at t=1
                 alphas_cumprod: Tensor | None = None, # VP models: the training schedule
                 meta: dict | None = None) -> Backbone:
-    "Wrap `model` in the Gaussian-path view"
-    if getattr(model, 'is_backbone', False): return model
+    "Wrap `backbone` in the Gaussian-path view"
+    if getattr(backbone, 'is_backbone', False): return backbone
     if kind not in ADAPTER_KINDS: raise ValueError(f"Unknown backbone kind {kind!r}; valid: {', '.join(ADAPTER_KINDS)}")
-    if not callable(model): raise TypeError(f"as_backbone needs a callable or nn.Module, got {type(model).__name__}")
-    net = model if isinstance(model, nn.Module) else Lambda(model)
+    if not callable(backbone): raise TypeError(f"as_backbone needs a callable or nn.Module, got {type(backbone).__name__}")
+    net = backbone if isinstance(backbone, nn.Module) else Lambda(backbone)
     meta = dict(meta or {}, kind=kind)
     if kind == 'flow':
         tm = (lambda t: 1 - t) if data_at_one else None

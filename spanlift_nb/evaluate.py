@@ -78,9 +78,9 @@ def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool
     return r
 
 # %% ../nbs/08a_evaluate.ipynb #734d141c
-def pick_base(bb, val: TeacherPairs, nfe: int, bases, schedules=(None,)) -> list:
+def pick_base(backbone, val: TeacherPairs, nfe: int, bases, schedules=(None,)) -> list:
     "(base, schedule) pairs ranked by validation teacher RMSE at `nfe` (never looks at test data)"
-    errs = {(b, sch): teacher_rmse(run_method(bb, val.noise, base=b, nfe=nfe, schedule=sch, **pairs_kw(val))[0], val.target)
+    errs = {(b, sch): teacher_rmse(run_method(backbone, val.noise, base=b, nfe=nfe, schedule=sch, **pairs_kw(val))[0], val.target)
             for b in bases if can_spend(b, nfe) for sch in schedules}
     return sorted(errs, key=errs.get)
 

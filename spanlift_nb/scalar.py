@@ -17,7 +17,7 @@ __all__ = ['GUIDANCE_TERMS', 'LearnedSolver', 'MonotoneGrid', 'ScalarSolver']
 
 # %% ../nbs/05_scalar.ipynb #52836cba
 class LearnedSolver(nn.Module):
-    "A few-step solver with learnable parts: `forward(model, noise) -> endpoint`"
+    "A few-step solver with learnable parts: `forward(backbone, noise) -> endpoint`"
     method: str = ''            # the name a checkpoint's config records (see `train.build_solver`)
     guidance_range = None       # (lo, hi) for a solver trained over a range of guidance scales (the scale an input)
     guidance = ...              # the guidance it was trained at: None (unguided), a scale, or a range (lo, hi); `...` (not known) until
@@ -81,9 +81,9 @@ class ScalarSolver(LearnedSolver):
         dA, dB = (self.dA, self.dB) if f is None else (self.dA + torch.einsum('j,jkm->km', f, self.dA_w), self.dB + torch.einsum('j,jkm->km', f, self.dB_w))
         return SpanTable(t.times, t.A + dA * self.mask_A, t.B + dB * self.mask_B)
 
-    def forward(self, model, noise: Tensor, correction=None, callback=None) -> Tensor:
-        "The endpoint from `noise`; a range solver reads the guidance scale from the guided view `model`"
-        return run_table(as_backbone(model), noise, self.table(self.position(guidance_scale(model))), correction=correction, callback=callback)
+    def forward(self, backbone, noise: Tensor, correction=None, callback=None) -> Tensor:
+        "The endpoint from `noise`; a range solver reads the guidance scale from the guided view `backbone`"
+        return run_table(as_backbone(backbone), noise, self.table(self.position(guidance_scale(backbone))), correction=correction, callback=callback)
 
 # %% ../nbs/05_scalar.ipynb #03e5de71
 @patch

@@ -84,40 +84,40 @@ def make_grid(schedule: str | None, path: GaussianPath, n: int) -> Tensor:
 def _emit(callback, i, x, t, out=None):
     if callback is not None: callback(dict(i=i, x=x, t=t, denoised=None if out is None else out.denoised))
 
-def euler(model, x, grid, callback=None):
+def euler(backbone, x, grid, callback=None):
     "Euler's method on the velocity"
     for i in range(len(grid) - 1):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         x = x + (grid[i + 1] - grid[i]) * out.velocity
     return x
 
-def heun(model, x, grid, callback=None):
+def heun(backbone, x, grid, callback=None):
     "Heun's second-order method, EDM convention: the last step is Euler (2N-1 NFE)"
     n = len(grid) - 1
     for i in range(n):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         h, v = grid[i + 1] - grid[i], out.velocity
         x_pred = x + h * v
-        x = x_pred if i == n - 1 else x + h / 2 * (v + model(x_pred, grid[i + 1]).velocity)
+        x = x_pred if i == n - 1 else x + h / 2 * (v + backbone(x_pred, grid[i + 1]).velocity)
     return x
 
-def midpoint(model, x, grid, callback=None):
+def midpoint(backbone, x, grid, callback=None):
     "The explicit midpoint method (2 NFE per step)"
     for i in range(len(grid) - 1):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         h = grid[i + 1] - grid[i]
-        x = x + h * model(x + h / 2 * out.velocity, grid[i] + h / 2).velocity
+        x = x + h * backbone(x + h / 2 * out.velocity, grid[i] + h / 2).velocity
     return x
 
-def rk4(model, x, grid, callback=None):
+def rk4(backbone, x, grid, callback=None):
     "Fourth-order Runge-Kutta, Kutta's 3/8 rule (the variant torchdiffeq calls 'rk4'; 4 NFE per step)"
     for i in range(len(grid) - 1):
         t, h = grid[i], grid[i + 1] - grid[i]
-        out = model(x, t); _emit(callback, i, x, t, out)
+        out = backbone(x, t); _emit(callback, i, x, t, out)
         k1 = out.velocity
-        k2 = model(x + h / 3 * k1, t + h / 3).velocity
-        k3 = model(x + h * (k2 - k1 / 3), t + 2 * h / 3).velocity
-        k4 = model(x + h * (k1 - k2 + k3), grid[i + 1]).velocity
+        k2 = backbone(x + h / 3 * k1, t + h / 3).velocity
+        k3 = backbone(x + h * (k2 - k1 / 3), t + 2 * h / 3).velocity
+        k4 = backbone(x + h * (k1 - k2 + k3), grid[i + 1]).velocity
         x = x + h / 8 * (k1 + 3 * k2 + 3 * k3 + k4)
     return x
 
@@ -127,12 +127,12 @@ AB_COEFS = ([1.], [3 / 2, -1 / 2], [23 / 12, -16 / 12, 5 / 12], [55 / 24, -59 / 
 def _check_ab_order(max_order):
     if not 1 <= max_order <= 4: raise ValueError(f"iPNDM max_order must be 1..4, got {max_order}")
 
-def ipndm_v(model, x, grid, callback=None, max_order: int = 4):
+def ipndm_v(backbone, x, grid, callback=None, max_order: int = 4):
     "AB4 on the velocity: Adams-Bashforth in (x, t) with fixed-step coefficients, warming up from Euler"
     _check_ab_order(max_order)
     hist = []
     for i in range(len(grid) - 1):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         hist = [out.velocity] + hist[:max_order - 1]
         coefs = AB_COEFS[len(hist) - 1]
         x = x + (grid[i + 1] - grid[i]) * sum(c * v for c, v in zip(coefs, hist))
@@ -140,42 +140,42 @@ def ipndm_v(model, x, grid, callback=None, max_order: int = 4):
 
 
 # %% ../nbs/03_solvers.ipynb #c3a9e2d4
-def ipndm(model, x, grid, callback=None, max_order: int = 4):
+def ipndm(backbone, x, grid, callback=None, max_order: int = 4):
     "iPNDM as DEIS and diff-sampler define it: Adams-Bashforth on eps in (x/alpha, sigma/alpha), warming up from DDIM"
     _check_ab_order(max_order)
-    p, hist = model.path, []
+    p, hist = backbone.path, []
     for i in range(len(grid) - 1):
         s, t = grid[i], grid[i + 1]
-        out = model(x, s); _emit(callback, i, x, s, out)
+        out = backbone(x, s); _emit(callback, i, x, s, out)
         hist = [out.eps] + hist[:max_order - 1]
         a_s, a_t, sig_s, sig_t = p.alpha(s), p.alpha(t), p.sigma(s), p.sigma(t)
         if float(torch.as_tensor(a_s).detach()) == 0.0:        # a flow path's start, x/alpha infinite: the data-form DDIM step
-            x = _exp_step(model, x, s, t, out.denoised); continue
+            x = _exp_step(backbone, x, s, t, out.denoised); continue
         e = sum(c * h for c, h in zip(AB_COEFS[len(hist) - 1], hist))
         x = (a_t / a_s) * x + (sig_t - a_t * sig_s / a_s) * e    # alpha_t * [x/alpha + (sigma_t/alpha_t - sigma_s/alpha_s) e]
     return x
 
 
 # %% ../nbs/03_solvers.ipynb #9c6721cb
-def _lam(model, t):
-    return model.path.lam(torch.as_tensor(t, dtype=torch.float64))
+def _lam(backbone, t):
+    return backbone.path.lam(torch.as_tensor(t, dtype=torch.float64))
 
-def _sigma(model, t):
-    return model.path.sigma(torch.as_tensor(t, dtype=torch.float64))
+def _sigma(backbone, t):
+    return backbone.path.sigma(torch.as_tensor(t, dtype=torch.float64))
 
-def _exp_step(model, x, s, t, d):
+def _exp_step(backbone, x, s, t, d):
     "The exact step of the linear part with data estimate `d`: DDIM / DPM-Solver++(1)"
-    p = model.path
-    lam_s, lam_t = _lam(model, s), _lam(model, t)
+    p = backbone.path
+    lam_s, lam_t = _lam(backbone, s), _lam(backbone, t)
     if torch.isinf(lam_t): return p.alpha(t) * d                         # onto sigma = 0: x = alpha D
     ratio = p.sigma(t) / p.sigma(s)
     return ratio * x - p.alpha(t) * torch.expm1(-(lam_t - lam_s)) * d
 
-def ddim(model, x, grid, callback=None):
+def ddim(backbone, x, grid, callback=None):
     "DDIM (deterministic), i.e. DPM-Solver++(1): exact for the linear part, first order in D"
     for i in range(len(grid) - 1):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
-        x = _exp_step(model, x, grid[i], grid[i + 1], out.denoised)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        x = _exp_step(backbone, x, grid[i], grid[i + 1], out.denoised)
     return x
 
 def _finite(*lams): return all(bool(torch.isfinite(l)) for l in lams)
@@ -186,7 +186,7 @@ FINALS = ('newest', 'extrapolate')
 def _check_final(final):
     if final not in FINALS: raise ValueError(f"Unknown final step {final!r}; valid: {', '.join(FINALS)}")
 
-def _onto_zero(model, t): return float(_sigma(model, t).detach()) == 0.0   # t may carry a learned grid's gradient
+def _onto_zero(backbone, t): return float(_sigma(backbone, t).detach()) == 0.0   # t may carry a learned grid's gradient
 
 def _weight_at_zero(sig, j):
     "Lagrange weight of node `sig[j]` for extrapolating a polynomial through the nodes `sig` to 0"
@@ -195,38 +195,38 @@ def _weight_at_zero(sig, j):
         if m != j: w = w * s / (s - sig[j])
     return w
 
-def _final_step(model, t, hist, k, final):
+def _final_step(backbone, t, hist, k, final):
     "The step onto sigma = 0: alpha(t) times the newest D, or the extrapolation to sigma = 0 of the newest `k` (D, time) pairs"
     hist = hist[:1] if final == 'newest' else hist[:k]
-    sig = [_sigma(model, s) for _, s in hist]
-    return model.path.alpha(t) * sum(_weight_at_zero(sig, j) * d for j, (d, _) in enumerate(hist))
+    sig = [_sigma(backbone, s) for _, s in hist]
+    return backbone.path.alpha(t) * sum(_weight_at_zero(sig, j) * d for j, (d, _) in enumerate(hist))
 
 # %% ../nbs/03_solvers.ipynb #64964392
-def dpmpp_2m(model, x, grid, callback=None, final: str = 'newest'):
+def dpmpp_2m(backbone, x, grid, callback=None, final: str = 'newest'):
     "DPM-Solver++(2M): second-order multistep in lambda on the data estimate"
     _check_final(final)
     hist = []                                          # (D, t) of the last two steps, newest first
     for i in range(len(grid) - 1):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         d, s, t = out.denoised, grid[i], grid[i + 1]
         hist = [(d, s)] + hist[:1]
-        if _onto_zero(model, t): x = _final_step(model, t, hist, 2, final); continue
-        l_s, l_t = _lam(model, s), _lam(model, t)
-        if len(hist) > 1 and _finite(_lam(model, hist[1][1]), l_s, l_t):
-            r = (l_s - _lam(model, hist[1][1])) / (l_t - l_s)
+        if _onto_zero(backbone, t): x = _final_step(backbone, t, hist, 2, final); continue
+        l_s, l_t = _lam(backbone, s), _lam(backbone, t)
+        if len(hist) > 1 and _finite(_lam(backbone, hist[1][1]), l_s, l_t):
+            r = (l_s - _lam(backbone, hist[1][1])) / (l_t - l_s)
             d = (1 + 1 / (2 * r)) * d - 1 / (2 * r) * hist[1][0]
-        x = _exp_step(model, x, s, t, d)
+        x = _exp_step(backbone, x, s, t, d)
     return x
 
 # %% ../nbs/03_solvers.ipynb #940f442c
 D2_WEIGHTS = dict(half=1.0, taylor=2.0)          # times phi_3, on the second divided difference d2
 
-def _dpm3_terms(model, s, t, hist, c2):
+def _dpm3_terms(backbone, s, t, hist, c2):
     "DPM-Solver++(3M)'s first- and second-difference terms from the finite-lambda history (0 without one)"
-    l_s, l_t = _lam(model, s), _lam(model, t)
-    old = [(d, _lam(model, u)) for d, u in hist[1:] if torch.isfinite(_lam(model, u))] if _finite(l_s, l_t) else []
+    l_s, l_t = _lam(backbone, s), _lam(backbone, t)
+    old = [(d, _lam(backbone, u)) for d, u in hist[1:] if torch.isfinite(_lam(backbone, u))] if _finite(l_s, l_t) else []
     if not old: return 0
-    d, h, a_t = hist[0][0], l_t - l_s, model.path.alpha(t)
+    d, h, a_t = hist[0][0], l_t - l_s, backbone.path.alpha(t)
     phi2 = torch.expm1(-h) / h + 1
     r0 = (l_s - old[0][1]) / h
     d1_0 = (d - old[0][0]) / r0
@@ -237,17 +237,17 @@ def _dpm3_terms(model, s, t, hist, c2):
     d2 = (d1_0 - d1_1) / (r0 + r1)
     return a_t * (phi2 * d1 - c2 * (phi2 / h - 0.5) * d2)
 
-def dpmpp_3m(model, x, grid, callback=None, weight: str = 'half', final: str = 'newest'):
+def dpmpp_3m(backbone, x, grid, callback=None, weight: str = 'half', final: str = 'newest'):
     "DPM-Solver++(3M), deterministic: third-order multistep in lambda on the data estimate"
     if weight not in D2_WEIGHTS: raise ValueError(f"Unknown 3M weight {weight!r}; valid: {', '.join(D2_WEIGHTS)}")
     _check_final(final)
     hist = []                                          # (D, t) of the last three steps, newest first
     for i in range(len(grid) - 1):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         s, t = grid[i], grid[i + 1]
         hist = [(out.denoised, s)] + hist[:2]
-        if _onto_zero(model, t): x = _final_step(model, t, hist, 3, final); continue
-        x = _exp_step(model, x, s, t, hist[0][0]) + _dpm3_terms(model, s, t, hist, D2_WEIGHTS[weight])
+        if _onto_zero(backbone, t): x = _final_step(backbone, t, hist, 3, final); continue
+        x = _exp_step(backbone, x, s, t, hist[0][0]) + _dpm3_terms(backbone, s, t, hist, D2_WEIGHTS[weight])
     return x
 
 # %% ../nbs/03_solvers.ipynb #417db044
@@ -264,18 +264,18 @@ def _unipc_bh2_coefs(h, rks, order):
         h_phi_k = h_phi_k / hh - 1 / fact
     return h_phi_1, B_h, torch.stack(R), torch.stack(b)
 
-def unipc(model, x, grid, callback=None, order: int = 2, final: str = 'newest'):
+def unipc(backbone, x, grid, callback=None, order: int = 2, final: str = 'newest'):
     "UniPC-bh2 multistep predictor-corrector on the data estimate (corrector costs no NFE)"
     _check_final(final)
-    p, n = model.path, len(grid) - 1
+    p, n = backbone.path, len(grid) - 1
     hist, prev = [], None            # hist: (D, lambda, t) newest first; prev: (x, s, order) of the last predictor step
     for i in range(n):
-        out = model(x, grid[i]); _emit(callback, i, x, grid[i], out)
+        out = backbone(x, grid[i]); _emit(callback, i, x, grid[i], out)
         d, s = out.denoised, grid[i]
         if prev is not None:         # correct the state we are at with the evaluation just made
             x = _unipc_update(p, prev[0], prev[1], s, hist, prev[2], d_new=d)
-        hist = [(d, _lam(model, s), s)] + hist[:order]
-        if _onto_zero(model, grid[i + 1]): return _final_step(model, grid[i + 1], [(e[0], e[2]) for e in hist], order + 1, final)
+        hist = [(d, _lam(backbone, s), s)] + hist[:order]
+        if _onto_zero(backbone, grid[i + 1]): return _final_step(backbone, grid[i + 1], [(e[0], e[2]) for e in hist], order + 1, final)
         o = min(order, len(hist), n - i)   # warm up, and lower order at the final step
         prev = (x, s, o)
         x = _unipc_update(p, x, s, grid[i + 1], hist, o)
@@ -365,7 +365,7 @@ def table_step(table: SpanTable, k: int, X: list, V: list, correction=None) -> T
     new = sum(table.A[k, m].to(dt) * X[m] + table.B[k, m].to(dt) * V[m] for m in range(k))
     return new if correction is None else new + correction(k, X, V, table)
 
-def run_table(model: Backbone, x: Tensor, table: SpanTable, correction=None, callback=None) -> Tensor:
+def run_table(backbone: Backbone, x: Tensor, table: SpanTable, correction=None, callback=None) -> Tensor:
     "Execute a span-form table, one `table_step` per row; `correction(k, X, V, table)` may add a term to each new state X_k"
     X, V = [x], []
     n = table.nfe
@@ -374,7 +374,7 @@ def run_table(model: Backbone, x: Tensor, table: SpanTable, correction=None, cal
             new = table_step(table, k, X, V, correction)
             if k == n: return new
             X.append(new)
-        out = model(X[k], table.times[k].to(x.dtype))
+        out = backbone(X[k], table.times[k].to(x.dtype))
         _emit(callback, k, X[k], table.times[k], out)
         V.append(out.velocity)
 
@@ -400,12 +400,12 @@ class Solver:
 
     def variant(self, **kw) -> Solver:
         "This solver with options set (e.g. `final='extrapolate'`), declaring the order they give"
-        opts = [k for k in inspect.signature(self.fn).parameters if k not in ('model', 'x', 'grid', 'callback')]
+        opts = [k for k in inspect.signature(self.fn).parameters if k not in ('backbone', 'x', 'grid', 'callback')]
         if (bad := sorted(set(kw) - set(opts))): raise ValueError(f"{self.name} has no option {', '.join(bad)}; its options: {', '.join(opts) or 'none'}")
         kw = {**self.kwargs, **kw}
         return replace(self, kwargs=kw, order=self.order_of(kw) if self.order_of else self.order)
 
-    def __call__(self, model, x, grid, callback=None): return self.fn(model, x, grid, callback=callback, **self.kwargs)
+    def __call__(self, backbone, x, grid, callback=None): return self.fn(backbone, x, grid, callback=callback, **self.kwargs)
 
     def coefficients(self, grid: Tensor, path: GaussianPath | None = None) -> SpanTable:
         "This solver's span form (A, B, times) on `grid`"
@@ -472,13 +472,13 @@ def start_noise(path: GaussianPath, shape, n: int, seed: int = 0, device=None, d
     return (z * float(path.sigma(torch.tensor(path.t_max, dtype=torch.float64)))).to(device=device, dtype=dtype)
 
 # %% ../nbs/03_solvers.ipynb #c13a1612
-def empirical_order(model, exact_fn, noise, solver, nfes, schedule=None, grid_fn=None):
-    "Slope of log(error) against log(steps) for `solver` on a model with a known exact endpoint"
+def empirical_order(backbone, exact_fn, noise, solver, nfes, schedule=None, grid_fn=None):
+    "Slope of log(error) against log(steps) for `solver` on a backbone with a known exact endpoint"
     s = get_solver(solver); errs, steps = [], []
     for nfe in nfes:
         n = s.steps_for_nfe(nfe)
-        g = grid_fn(n) if grid_fn else make_grid(schedule, model.path, n)
-        x = sample(model, noise, s, nfe, grid=g)
+        g = grid_fn(n) if grid_fn else make_grid(schedule, backbone.path, n)
+        x = sample(backbone, noise, s, nfe, grid=g)
         errs.append(float((x - exact_fn(noise)).pow(2).mean().sqrt())); steps.append(n)
     A = torch.stack([torch.log(torch.tensor(steps, dtype=torch.float64)), torch.ones(len(steps), dtype=torch.float64)], 1)
     slope = torch.linalg.lstsq(A, torch.log(torch.tensor(errs, dtype=torch.float64))[:, None]).solution[0, 0]

@@ -158,12 +158,12 @@ def correction(self: SpanLift, k: int, X: list, V: list, table: SpanTable, u: fl
 
 # %% ../nbs/06_spanlift.ipynb #c94efd37
 @patch
-def forward(self: SpanLift, model, noise: Tensor, callback=None) -> Tensor:
-    "The endpoint from `noise`: the base step plus the operator's term at every row (a range solver reads the scale from `model`)"
+def forward(self: SpanLift, backbone, noise: Tensor, callback=None) -> Tensor:
+    "The endpoint from `noise`: the base step plus the operator's term at every row (a range solver reads the scale from `backbone`)"
     if tuple(noise.shape[1:]) != self.shape:
         raise ValueError(f"this SpanLift was built for samples of shape {self.shape}, got {tuple(noise.shape[1:])}")
-    u = self.scalar.position(guidance_scale(model))
-    return self.scalar(model, noise, correction=lambda k, X, V, table: self.correction(k, X, V, table, u), callback=callback)
+    u = self.scalar.position(guidance_scale(backbone))
+    return self.scalar(backbone, noise, correction=lambda k, X, V, table: self.correction(k, X, V, table, u), callback=callback)
 
 # %% ../nbs/06_spanlift.ipynb #5b1f0e2a
 @patch
@@ -211,9 +211,9 @@ def _time(fn, device: torch.device, reps: int = 5) -> float:
     _sync(device)
     return (time.perf_counter() - t0) / reps
 
-def operator_cost(spanlift: SpanLift, model, batch: int = 16) -> dict:
+def operator_cost(spanlift: SpanLift, backbone, batch: int = 16) -> dict:
     "Parameters and per-step compute of the operator, beside one backbone call"
-    bb = as_backbone(model); dev = next(spanlift.op.parameters()).device
+    bb = as_backbone(backbone); dev = next(spanlift.op.parameters()).device
     x = torch.randn(batch, *spanlift.shape, device=dev)
     X, V = [x] * 2, [x] * 2
     table = spanlift.table(0.0)                        # a range solver at the middle of its range (0.0 is ignored otherwise)
@@ -241,12 +241,12 @@ class CorrectionSplit:
         return torch.stack([energy_ratio(o, c) for o, c in zip(self.out_of_span, self.correction)], 1)
 
 def split_correction(solver: SpanLift, # a SpanLift, trained or not
-                     model, noise: Tensor, # the backbone and the starting noise
+                     backbone, noise: Tensor, # the backbone and the starting noise
                      rtol: float | None = None, # see `project_onto_span`
                      seed: int = 0) -> CorrectionSplit: # seed of the white-noise reference
     "Run `solver` from `noise` and split its correction at every row into the part in the buffer's span and the rest"
     parts, chance, g = ([], [], []), [], torch.Generator().manual_seed(seed)
-    u = solver.scalar.position(guidance_scale(model))
+    u = solver.scalar.position(guidance_scale(backbone))
     def hook(k, X, V, table):
         c = solver.correction(k, X, V, table, u)
         ins, out, _ = project_onto_span(c, X + V, rtol)
@@ -254,5 +254,5 @@ def split_correction(solver: SpanLift, # a SpanLift, trained or not
         w = torch.randn(c.shape, generator=g, dtype=c.dtype).to(c.device)
         chance.append(out_of_span_share(w, X + V, rtol))
         return c
-    with torch.no_grad(): solver.scalar(model, noise, correction=hook)
+    with torch.no_grad(): solver.scalar(backbone, noise, correction=hook)
     return CorrectionSplit(*parts, torch.stack(chance, 1))

@@ -25,28 +25,28 @@ __all__ = ['DEFAULT_TEACHER', 'HELD_OUT_SEED', 'log', 'GUIDANCE_GRID', 'PATH_POI
 DEFAULT_TEACHER = dict(method='dopri5', rtol=1e-4, atol=1e-4)   # the teacher of every comparison, unless told otherwise
 HELD_OUT_SEED = 1                                                # noise seed of held-out test pairs; training pairs use others
 
-def needs_stop(model: Backbone, t_to: float) -> bool:
+def needs_stop(backbone: Backbone, t_to: float) -> bool:
     "True when the velocity is not defined at t_to (sigma = 0 and the model does not predict velocity)"
-    return model.prediction != 'velocity' and float(model.path.sigma(torch.tensor(float(t_to), dtype=torch.float64))) == 0.0
+    return backbone.prediction != 'velocity' and float(backbone.path.sigma(torch.tensor(float(t_to), dtype=torch.float64))) == 0.0
 
-def teacher_solve(model, x: Tensor, # the state at t_from
+def teacher_solve(backbone, x: Tensor, # the state at t_from
                   t_from: float | None = None, t_to: float | None = None, # default: the whole path
                   method: str = DEFAULT_TEACHER['method'], # 'dopri5' (adaptive, torchdiffeq) or 'heun' (fixed steps)
                   rtol: float = DEFAULT_TEACHER['rtol'], atol: float = DEFAULT_TEACHER['atol'], # dopri5 tolerances
                   steps: int = 128) -> Tensor: # heun: number of steps
     "Carry `x` from `t_from` to `t_to` accurately along the backbone's probability-flow ODE"
-    model = as_backbone(model); p = model.path
+    backbone = as_backbone(backbone); p = backbone.path
     t_from = p.t_max if t_from is None else float(t_from); t_to = p.t_min if t_to is None else float(t_to)
-    stop = p.last_positive_time() if needs_stop(model, t_to) else t_to
+    stop = p.last_positive_time() if needs_stop(backbone, t_to) else t_to
     if method == 'heun':
         if (t_from, t_to) != (p.t_max, p.t_min): raise ValueError("the Heun teacher covers the whole path; use method='dopri5' for part of it")
-        return sample(model, x, 'heun', 2 * steps - 1, schedule='karras' if p.kind == 'edm' else None)
+        return sample(backbone, x, 'heun', 2 * steps - 1, schedule='karras' if p.kind == 'edm' else None)
     if method != 'dopri5': raise ValueError(f"Unknown teacher method {method!r}; valid: dopri5, heun")
     ts = torch.tensor([t_from, stop], dtype=x.dtype, device=x.device)
     y = x
     if t_from > stop:   # step_t makes a step end exactly at `stop`: dopri5 then never evaluates the model beyond the path's end
-        y = odeint(lambda t, y: model(y, t).velocity, x, ts, method='dopri5', rtol=rtol, atol=atol, options=dict(step_t=ts))[-1]
-    if stop != t_to: y = y + (t_to - stop) * model(y, stop).velocity
+        y = odeint(lambda t, y: backbone(y, t).velocity, x, ts, method='dopri5', rtol=rtol, atol=atol, options=dict(step_t=ts))[-1]
+    if stop != t_to: y = y + (t_to - stop) * backbone(y, stop).velocity
     return y
 
 # %% ../nbs/03a_teacher.ipynb #84b5b8a9
@@ -105,10 +105,10 @@ def _jsonable(v): return v.tolist() if torch.is_tensor(v) else {k: _jsonable(e) 
 
 def _key(cfg): return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
 
-def pair_conditions(bb: Backbone, n: int, seed: int, cond: dict | None = None) -> dict | None:
+def pair_conditions(backbone: Backbone, n: int, seed: int, cond: dict | None = None) -> dict | None:
     "The per-sample conditions of `n` pairs: `cond` as given (checked), or class labels drawn uniformly with `seed` for a class-conditional backbone"
-    if cond is None and bb.meta.get('num_classes'):
-        cond = dict(class_labels=torch.randint(int(bb.meta['num_classes']), (n,), generator=torch.Generator().manual_seed(seed)))
+    if cond is None and backbone.meta.get('num_classes'):
+        cond = dict(class_labels=torch.randint(int(backbone.meta['num_classes']), (n,), generator=torch.Generator().manual_seed(seed)))
     if not cond: return None
     cond = {k: torch.as_tensor(v) for k, v in cond.items()}
     for k, v in cond.items():
