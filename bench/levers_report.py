@@ -17,7 +17,7 @@ ABOUT = dict(recipe='1024 pairs, SpanLift 350 steps: scalars first, then SpanLif
              pairs256='pairs: the first 256 training pairs', pairs512='pairs: the first 512 training pairs', pairs1k='pairs: the first 1024 training pairs', pairs2k='pairs: the first 2048 training pairs',
              steps700b64='700 steps at batch 64 (the same number of samples seen)',
              **{f'pairs{n}': f'pairs: {n} distinct training pairs' for n in (2048, 4096, 8192)},
-             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 8192 pairs, SpanLift 2000 steps', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
+             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 8192 pairs, SpanLift 2000 steps', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs16384s4000='pairs: 16384, and SpanLift 4000 steps', **{f'pairs{n}s{k}det': f"pairs: {n}, SpanLift {k} steps, no gradient through the frozen backbone (`detach_backbone`)" for n in (8192, 16384) for k in (2000, 3200, 4000)}, pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
              **{f'inter{w}': f"path supervision: the student's interior states against the teacher's path, weight {w}, annealed to 0" for w in ('0.3', '1', '3')},
              inter1c="path supervision, weight 1, held constant")
 

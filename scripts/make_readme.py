@@ -12,7 +12,7 @@ import argparse, json, math, re, statistics, sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS, GPU = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json'
+RESULTS, GPU, THESIS = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json', ROOT / 'bench' / 'THESIS.json'
 README, INDEX, IMAGES = ROOT / 'README.md', ROOT / 'nbs' / 'index.ipynb', ROOT / 'nbs' / 'images'
 NAMES = {'euler': 'Euler', 'heun': 'Heun', 'dpmpp_2m': 'DPM-Solver++(2M)', 'ipndm': 'iPNDM', 'ipndm_v': 'iPNDM (velocity)', 'unipc': 'UniPC', 'dopri5': 'dopri5'}
 
@@ -232,7 +232,12 @@ def euler_dpm_note(results: dict, backbone: str = 'digits-flow') -> str:
             cells.append(f"at {key.split('@')[1]} NFE, {rmse['euler']:.4f} and {rmse['dpmpp_2m']:.4f} ({same})")
     return f"Held-out teacher RMSE of Euler and DPM-Solver++(2M) on `{backbone}` in `bench/RESULTS.json`: " + '; '.join(cells) + '.'
 
-def sections(results: dict, gpu: dict | None = None) -> dict:
+def thesis_note(results: dict, thesis: dict) -> str:
+    "The thesis study's verdicts (`bench/THESIS.json`), in the words chapter 06a prints"
+    from spanlift_nb.diagnose import claims_verdict, study_verdict
+    return claims_verdict(thesis['settings'], results['results']) + '\n\n' + study_verdict(thesis['settings'], thesis['law'])
+
+def sections(results: dict, gpu: dict | None = None, thesis: dict | None = None) -> dict:
     "Every generated region of the README, by name"
     out = {'results': '\n\n'.join(['\n'.join([headline(results), *recipe_lines(results)]), results_table(results), settings(results),
                                    '![Held-out teacher RMSE, from bench/RESULTS.json](nbs/images/quality_vs_nfe.png)',
@@ -240,6 +245,7 @@ def sections(results: dict, gpu: dict | None = None) -> dict:
     out['guided'] = guided_notes(results)
     out['euler_dpm'] = euler_dpm_note(results)
     if gpu: out['gpu'] = gpu_table(gpu)
+    if thesis: out['thesis'] = thesis_note(results, thesis)
     return out
 
 def regenerate(text: str, parts: dict) -> str:
@@ -276,7 +282,7 @@ def plot_guided(results: dict, backbone: str = 'fashion-cond-flow'):
     import matplotlib.pyplot as plt
     keys = [k for k in summaries(results) if k.startswith(backbone + '@')]
     if not keys: return None
-    fig, axs = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 3), sharey=True, squeeze=False)
+    fig, axs = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), sharey=True, squeeze=False)
     for ax, k in zip(axs[0], keys):
         s = summary(results['results'][k])
         bars = [(f"best base\n{base_name(s['base']).replace('(', chr(10) + '(')}", s['base'], '0.6'), ('learned\nscalars', s['scalar'], 'tab:blue'),
@@ -350,10 +356,10 @@ def hand_written(readme: str) -> str:
     "The README without its generated and cited regions"
     return re.sub(r'<!-- (generated: \w+|cited) -->.*?<!-- /(generated: \w+|cited) -->', ' ', readme, flags=re.S)
 
-def check_readme(readme: str, results: dict, gpu: dict | None = None) -> list:
+def check_readme(readme: str, results: dict, gpu: dict | None = None, thesis: dict | None = None) -> list:
     "Problems: a generated region that differs from what the artefacts give now, or a measured number typed into prose"
     out = []
-    for name, body in sections(results, gpu).items():
+    for name, body in sections(results, gpu, thesis).items():
         m = re.search(rf'<!-- generated: {name} -->\n(.*?)\n<!-- /generated: {name} -->', readme, re.S)
         if m is None: out.append(f'README: no region `<!-- generated: {name} -->`'); continue
         old, new = prose_numbers(m.group(1)), prose_numbers(body)
@@ -392,11 +398,15 @@ def index_sections(results: dict) -> dict:
     "What the front page prints from RESULTS.json"
     return {'headline': headline(results), 'table': results_table(results) + '\n\n' + settings(results), 'euler_dpm': euler_dpm_note(results)}
 
+def optional(path) -> dict | None:
+    "A JSON artefact that may be absent (the GPU check, the thesis study)"
+    return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
 def check_all(root=ROOT) -> list:
     "Every drift problem in the README and the front page"
     results = load(Path(root) / 'bench' / 'RESULTS.json')
-    gpu = json.loads((Path(root) / 'bench' / 'gpu_check_h100.json').read_text()) if (Path(root) / 'bench' / 'gpu_check_h100.json').exists() else None
-    return check_readme((Path(root) / 'README.md').read_text(), results, gpu) + check_index(results, Path(root) / 'nbs' / 'index.ipynb')
+    gpu, thesis = (optional(Path(root) / 'bench' / f) for f in ('gpu_check_h100.json', 'THESIS.json'))
+    return check_readme((Path(root) / 'README.md').read_text(), results, gpu, thesis) + check_index(results, Path(root) / 'nbs' / 'index.ipynb')
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -406,8 +416,8 @@ def main(argv=None):
     if a.check:
         problems = check_all()
         print('\n'.join(problems) or 'no drift'); return 1 if problems else 0
-    results = load(); gpu = json.loads(GPU.read_text()) if GPU.exists() else None
-    README.write_text(regenerate(README.read_text(), sections(results, gpu)))
+    results = load()
+    README.write_text(regenerate(README.read_text(), sections(results, optional(GPU), optional(THESIS))))
     if not a.no_figures:
         import matplotlib; matplotlib.use('Agg')
         for p in write_figures(results): print('wrote', p.relative_to(ROOT))

@@ -6,7 +6,7 @@ Docs: https://spanlift.github.io/spanlift-nb/thesis.html.md"""
 
 # %% ../nbs/06a_thesis.ipynb #5f972581
 from __future__ import annotations
-import copy, math, time
+import copy, math, statistics, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -24,7 +24,7 @@ from .evaluate import pick_base, run_method, pairs_kw
 # %% auto #0
 __all__ = ['STUDY_BASES', 'LAW', 'StationaryGaussianData', 'stationary_gaussian', 'setting_pairs', 'probe_view',
            'solver_headroom', 'measure_gain', 'fit_law', 'predict_gain', 'summarise_rows', 'Diagnosis', 'recommend',
-           'diagnose_model', 'diagnose']
+           'diagnose_model', 'diagnose', 'transfers_kept', 'claims_verdict', 'study_verdict']
 
 # %% ../nbs/06a_thesis.ipynb #d90181d5
 def _kernel_basis(shape, length: float) -> tuple:
@@ -121,8 +121,9 @@ def measure_gain(backbone, train: TeacherPairs, val: TeacherPairs, test: Teacher
 
 # %% ../nbs/06a_thesis.ipynb #f734e4ce
 def _mean_sd(xs) -> tuple:
-    xs = [float(x) for x in xs]; m = sum(xs) / len(xs)
-    return m, (math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0)
+    "The mean and sample sd (0 for one value) of `xs`"
+    xs = [float(x) for x in xs]
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 def fit_law(rho, gain) -> dict:
     "Least-squares line gain = a + b * rho over settings: coefficients, their covariance, the residual sd, R^2 and the range of rho it saw"
@@ -256,3 +257,49 @@ def diagnose(backbone: str = None, # backbone SPEC: a shipped name, a checkpoint
     if checkpoint is not None and not Path(checkpoint).is_file(): raise FileNotFoundError(f"--checkpoint: no checkpoint at {checkpoint!r}")
     d = diagnose_model(backbone, nfe, guidance=guidance, solver=checkpoint, pairs=pairs, seed=seed, device=device)
     return dict(vars(d), law=dict(a=LAW['a'], b=LAW['b'], r2=LAW['r2'], settings=LAW['n']))
+
+# %% ../nbs/06a_thesis.ipynb #212f544f
+def transfers_kept(results: dict) -> list:
+    "(sentence, share of the native gain kept) for every transferred operator in a benchmark's `results`"
+    out = []
+    for key, r in results.items():
+        for t in (x for x in r['rows'] if x.get('transfer_from')):
+            alone = next(x for x in r['rows'] if x['method'] == 'base' and x['base'] == t['base'] and not x.get('schedule'))['teacher_rmse']
+            direct = next(x for x in r['rows'] if x['method'] == 'spanlift' and x['base'] == t['base'] and not x.get('transfer_from'))['teacher_rmse']
+            kept = (alone - t['teacher_rmse']) / (alone - direct)
+            out.append((f"{key}, trained over {t['transfer_from']} and run over {t['base']}: {t['teacher_rmse']:.4f}, against {alone:.4f} for "
+                        f"{t['base']} alone and {direct:.4f} for SpanLift trained over {t['base']} ({kept:.0%} of that gain kept)", kept))
+    return out
+
+def claims_verdict(settings: list, results: dict) -> str:
+    "The paper's two claims judged on the study's `settings` and the benchmark's `results` (Markdown)"
+    paid = [s for s in settings if s['gain'] > 0.02] or settings
+    keep = sum(s['gain_in_span'] for s in paid) / max(sum(s['gain'] for s in paid), 1e-12)
+    cos = statistics.mean(s['cosine'] for s in settings); sh = [s['correction_share'] for s in settings]
+    c1 = 'supported' if keep < 0.5 and cos > 0.1 else 'not supported' if keep > 0.8 or cos < 0.02 else 'only partly supported'
+    tr = transfers_kept(results); kept = [k for _, k in tr]
+    c2 = 'not measured' if not kept else 'not supported' if statistics.mean(kept) < 0.5 else 'partly supported'
+    return (f"**\"Predominantly out-of-span\": {c1}.** The trained correction puts {min(sh):.0%} to {max(sh):.0%} of its energy outside the span. "
+            f"That alone proves little: a random direction is mostly outside a span of a few vectors too. The two tests that can fail: where SpanLift gains "
+            f"(more than 2%: {len(paid)} of {len(settings)} settings), the in-span control's gain is {keep:.0%} of SpanLift's; and the cosine between the operator's "
+            f"out-of-span part and the needed residual's averages {cos:+.2f} over the settings.\n\n"
+            f"**\"Transfers across base solvers\": {c2} by these models.** The study does not retrain across bases; the method benchmark "
+            f"(`bench/RESULTS.json`) ran {len(tr)} transfers." + (f" A transferred operator keeps {min(kept):.0%} to {max(kept):.0%} of the gain that an "
+            "operator trained over the new base gets: " + '; '.join(s for s, _ in tr) + '.' if tr else ''))
+
+# %% ../nbs/06a_thesis.ipynb #3d078a0a
+def study_verdict(settings: list, law: dict) -> str:
+    "What the study says about when leaving the span pays, from its per-setting `settings` and fitted `law` (Markdown)"
+    gs = [s for s in settings if s['setting'].startswith('gauss') and not s['held_out']]
+    rs = [s for s in settings if not s['setting'].startswith('gauss')] or settings
+    rng = lambda xs, k, f: f"{min(x[k] for x in xs):{f}} to {max(x[k] for x in xs):{f}}"
+    seeds = sorted({s['seeds'] for s in settings})
+    return (f"Leaving the span can only pay where learned scalars leave something outside it, and the headroom ρ_needed measures that before any operator "
+            f"is trained. On the exact Gaussians it is what the hand derivation says: zero for the isotropic one, where SpanLift has nothing to add, "
+            f"and {rng([s for s in gs if 'isotropic' not in s['setting']], 'rho_needed', '.2f')} for the per-pixel and stationary ones. "
+            f"On the trained models it is {rng(rs, 'rho_needed', '.2f')}, with gains over compute-matched learned scalars of {rng(rs, 'gain', '+.2f')}. "
+            f"A straight line in ρ_needed explains R² = {law['r2']:.2f} of the spread of the gains over {law['n']} settings (residual sd {law['resid_sd']:.3f}): "
+            + ("at these training lengths the headroom does not predict the gain, and `diagnose`'s prediction is honest about it, with an sd as large as the spread. "
+               if law['r2'] < 0.3 else "`diagnose` reads a prediction off it in minutes. ") + f"The settings are small (short training on a few hundred pairs, "
+            f"{seeds[0]} to {seeds[-1]} seeds each: see `bench/THESIS.json`), so the law is a first measurement, "
+            f"not a constant of nature; the prediction's sd says how far to trust it.")

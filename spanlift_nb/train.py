@@ -8,7 +8,7 @@ Docs: https://spanlift.github.io/spanlift-nb/train.html.md"""
 from __future__ import annotations
 import os, json, math, numbers, re, signal, threading, time, warnings
 from pathlib import Path
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 import torch
 from torch import nn, Tensor
 from torch.nn.parallel import DistributedDataParallel
@@ -24,9 +24,9 @@ from .teacher import teacher_rmse, state_at
 
 # %% auto #0
 __all__ = ['SOLVER_CLASSES', 'SOLVER_LR', 'RUN_KEYS', 'RESUME_FREE', 'SCALAR_PARAMS', 'TrainConfig', 'endpoint_loss',
-           'autocast_for', 'StudentView', 'register_solver', 'build_solver', 'save_checkpoint', 'read_checkpoint',
-           'check_compatible', 'load_solver', 'resume_diffs', 'check_resume', 'init_distributed', 'pairs_guidance',
-           'ScaleSet', 'scale_sets', 'intermediate_weight', 'FitResult', 'fit_solver']
+           'autocast_for', 'StudentView', 'register_solver', 'resolve_lr', 'build_solver', 'save_checkpoint',
+           'read_checkpoint', 'check_compatible', 'load_solver', 'resume_diffs', 'check_resume', 'init_distributed',
+           'pairs_guidance', 'ScaleSet', 'scale_sets', 'intermediate_weight', 'FitResult', 'fit_solver']
 
 # %% ../nbs/07_train.ipynb #f63d161c
 @dataclass
@@ -34,7 +34,7 @@ class TrainConfig:
     "Settings of one training run"
     steps: int = 1500           # optimiser steps
     batch: int = 128            # global batch (split across processes)
-    lr: float = 2e-3
+    lr: float | None = None     # peak learning rate; None: the method's own (`SOLVER_LR`)
     weight_decay: float = 0.0
     warmup: int = 50            # linear warm-up steps, then cosine decay to 0
     loss: str = 'mse'           # 'mse' or 'huber' (pseudo-Huber)
@@ -107,6 +107,12 @@ def register_solver(cls: type) -> type:
     return cls
 
 register_solver(ScalarSolver); register_solver(SpanLift)
+
+def resolve_lr(cfg: TrainConfig, method: str) -> TrainConfig:
+    "`cfg` with its learning rate set: the one it names, else the method's own from `SOLVER_LR`"
+    if cfg.lr is not None: return cfg
+    if method not in SOLVER_LR: raise ValueError(f"no default learning rate for method {method!r}: set TrainConfig.lr (defaults exist for {', '.join(SOLVER_LR)})")
+    return replace(cfg, lr=SOLVER_LR[method])
 
 def build_solver(config: dict, # a solver's `config()`
                  path: GaussianPath | None = None) -> LearnedSolver: # the backbone's path: it carries what a config cannot (a discrete VP schedule)
@@ -316,7 +322,7 @@ def _lr_lambda(cfg: TrainConfig):
 class _Fit:
     "The state of one training run: device, frozen backbone, pairs (a set per scale), model, optimiser, schedule, EMA, best weights, history"
     def __init__(self, solver: LearnedSolver, backbone, train, val, cfg: TrainConfig, device=None, guidance=None, meta=None):
-        self.solver, self.cfg = solver, cfg
+        self.solver, self.cfg = solver, (cfg := resolve_lr(cfg, solver.method))
         g = parse_guidance(solver.guidance_range if guidance is None and solver.guidance_range else guidance)
         _check_range(solver, g)
         self.sets, self.vsets = scale_sets(train, g), scale_sets(val, g)

@@ -16,7 +16,7 @@ PROSE_FROM_OUTPUTS = ['index.ipynb', '00_core.ipynb', '05_scalar.ipynb', 'tutori
 @pytest.fixture
 def copy(tmp_path):
     "A scratch copy of the files the checker reads"
-    for rel in ('README.md', 'bench/RESULTS.json', 'bench/gpu_check_h100.json', 'nbs/index.ipynb'):
+    for rel in ('README.md', 'bench/RESULTS.json', 'bench/gpu_check_h100.json', 'bench/THESIS.json', 'nbs/index.ipynb'):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy(ROOT / rel, tmp_path / rel)
     return tmp_path
 
@@ -58,6 +58,13 @@ def test_catches_a_benchmark_that_changed_under_the_front_page(copy):
     problems = mr.check_all(copy)
     assert any(p.startswith('README region `results` differs') for p in problems), problems
     assert any('index.ipynb: its printed `headline` differs' in p for p in problems), problems
+
+def test_catches_a_thesis_study_that_changed_under_the_readme(copy):
+    "The README's verdicts come from bench/THESIS.json: a changed law is a drift"
+    th = json.loads((copy / 'bench/THESIS.json').read_text())
+    th['law']['r2'] = 0.9 if th['law']['r2'] < 0.5 else 0.1
+    (copy / 'bench/THESIS.json').write_text(json.dumps(th))
+    assert any(p.startswith('README region `thesis` differs') for p in mr.check_all(copy))
 
 def test_catches_notebook_prose_that_its_outputs_do_not_print(tmp_path):
     nb = dict(cells=[dict(cell_type='markdown', source='The error falls to 0.0151.'),
