@@ -129,7 +129,8 @@ def matched_bullets(results: dict) -> list:
         b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()) + start, key=lambda kv: kv[1]); sl = m(mc['spanlift'])
         t = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar4_seconds']) else 'is not faster'} per sample "
              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar4_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar4_seconds') and b4 == mc['scalar4_base'][0] else ''
-        out.append(f"- **Matched cost under the recipe** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
+        how = 'under the recipe' if mc.get('lever', RECIPE_LEVER) == RECIPE_LEVER else f"with {mc['n_train']} pairs and {mc['steps']} SpanLift steps"
+        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
                    f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
     return out
 
@@ -160,6 +161,19 @@ def init_bullets(results: dict, runs: dict) -> list:
                        "among grids that include one dense near the noise (`noise_quadratic`, $t_i = 1 - (i/N)^2$ on a flow path).")
     return out
 
+LONG_LEVER = 'pairs16384s4000'      # bench/levers.py's recipe on twice the distinct pairs, for twice the steps
+
+def longer_bullets(results: dict) -> list:
+    "The recipe's settings on more distinct pairs and steps (bench/levers.py), against the same learned scalars, where it ran"
+    lv, m = results.get('levers') or {}, statistics.mean
+    pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
+    runs = [(k.split('@')[0], k.split('@')[1], v) for k, v in lv.items() if k.split('@')[2] == LONG_LEVER]
+    return [f"- **Longer training on more distinct pairs** ({v['n_train']} pairs, {v['settings']['steps']} SpanLift steps; the recipe's other settings): "
+            f"{bb} at {n} NFE, SpanLift {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** "
+            f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''}"
+            + (f"; its fit took {m(v['seconds']) / m(ref['seconds']):.1f}x the recipe's on the shared machine" if (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')) else '')
+            + ")." for bb, n, v in runs]
+
 def recipe_lines(results: dict) -> list:
     "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
     runs = recipe_runs(results)
@@ -171,7 +185,7 @@ def recipe_lines(results: dict) -> list:
            "SpanLift against the learned scalars over the same base: " + '; '.join(
                f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
                for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
-    out += matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
+    out += longer_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
