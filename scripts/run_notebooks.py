@@ -22,10 +22,11 @@ def drop_widgets(nb):
         if c.cell_type == 'code': c.outputs = [o for o in c.outputs if WIDGET_VIEW not in o.get('data', {})]
     return nb
 
-def run_in_full(path: Path, timeout: int | None = None) -> float:
-    "Execute `path` in full in a kernel and write its outputs in place, without widget state; returns the seconds it took"
+def run_in_full(path: Path, timeout: int | None = None, also: tuple = ()) -> float:
+    "Execute `path` in full in a kernel (and the cells flagged with one of `also`, e.g. 'slow') and write its outputs in place, without widget state; returns the seconds it took"
     t0 = time.perf_counter()
-    nb = drop_widgets(bd.execute_notebook(path, timeout=timeout, in_test=False))
+    flags = [f for f in bd.skip_flags() if f not in also]
+    nb = drop_widgets(bd.execute_notebook(path, timeout=timeout, in_test=False, flags=flags))
     nbformat.write(nb, path)
     return time.perf_counter() - t0
 
@@ -33,10 +34,11 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('notebooks', nargs='+', type=Path)
     ap.add_argument('--timeout', type=int, default=None, help='seconds per cell (default: the project cell_timeout)')
+    ap.add_argument('--also', nargs='*', default=[], help="run the cells with these flags too (e.g. slow); others keep their stored outputs")
     args = ap.parse_args(argv)
     failed = []
     for p in args.notebooks:
-        try: print(f'{p}: ran in full in {run_in_full(p, args.timeout):.0f} s', flush=True)
+        try: print(f'{p}: ran in full in {run_in_full(p, args.timeout, tuple(args.also)):.0f} s', flush=True)
         except bd.NotebookFailed as e: failed.append(p); print(e, file=sys.stderr)
     if failed: sys.exit(f"failed: {', '.join(map(str, failed))}")
 

@@ -250,7 +250,7 @@ def projection_table(backbone, # a backbone
                  noise: Tensor, target: Tensor, # noise and the teacher's endpoints from it (e.g. a `teacher_pairs`)
                  runs, # (base, nfe) pairs
                  schedule: str | None = None, transport=None, rtol: float | None = None) -> list:
-    "Per base run: endpoint RMSE to the teacher of the base solver, its greedy per-sample projection (tracking the teacher) and its endpoint projection, with its out-of-span shares"
+    "Per base run (`base`, `nfe`): endpoint RMSE to the teacher of the base solver (`rmse_base`), its greedy per-sample projection tracking the teacher (`rmse_greedy`) and its endpoint projection (`rmse_endpoint`), with its out-of-span shares"
     rows, greedy_by_times = [], {}
     for base, nfe in runs:
         run = span_decomposition(backbone, noise, base, nfe, schedule, transport=transport, rtol=rtol)
@@ -259,7 +259,7 @@ def projection_table(backbone, # a backbone
             greedy_by_times[key] = span_decomposition(backbone, noise, base, nfe, schedule, transport=transport,
                                                       target='trajectory', project=True, rtol=rtol)
         greedy = greedy_by_times[key]
-        rows.append(dict(solver=run.base, nfe=nfe, base=teacher_rmse(run.endpoint, target), greedy=teacher_rmse(greedy.endpoint, target),
-                         endpoint=teacher_rmse(endpoint_projection(run, target, rtol), target),
+        rows.append(dict(base=run.base, nfe=nfe, rmse_base=teacher_rmse(run.endpoint, target), rmse_greedy=teacher_rmse(greedy.endpoint, target),
+                         rmse_endpoint=teacher_rmse(endpoint_projection(run, target, rtol), target),
                          share_mean=float(run.mean.mean()), share_max=float(run.mean.max())))
     return rows
