@@ -110,7 +110,7 @@ def verdicts(summary) -> list:
         out.append(f"- {bb}, {about(lever)}: SpanLift {m:.4f} against {r:.4f} ({m - r:+.4f}; that row's seed-to-seed sd {sd:.4f}, "
                    f"{len(v['spanlift'])} seed(s) against {len(ref['spanlift'])}).")
     for key, v in summary.items():
-        if key.endswith(('@recipe', '@short-recipe', f'@{RECIPE_LEVER}')):
+        if key.endswith(('@recipe', '@short-recipe', f'@{RECIPE_LEVER}', f'@{LONG_LEVER}')):
             ra = st.mean(v['ratio'])
             bb, nfe, lever = key.split('@')
             out.append(f"- **{bb}, NFE {nfe}, {about(lever)}: SpanLift / learned scalars {ra:.2f}** over {len(v['ratio'])} seed(s).")
@@ -139,6 +139,7 @@ def pairs_figure(summary) -> Path | None:
     f = HERE / 'LEVERS' / 'pairs.png'; fig.savefig(f, dpi=110); return f
 
 RECIPE_LEVER = FRONTIER_LEVER = 'pairs8192s2000'       # the learned solvers on the cost curve: the recipe (8192 distinct pairs, SpanLift 2000 steps)
+LONG_LEVER = 'pairs16384s4000'                           # the recipe's settings on twice the distinct pairs, for twice the steps
 
 def frontier(runs) -> tuple:
     "(figure path, lines): teacher RMSE against wall seconds and FLOPs per sample, base solvers at NFE 2-10, learned ones at each NFE measured"
@@ -172,16 +173,16 @@ def frontier(runs) -> tuple:
     return f, lines
 
 def matched(summary, scalars, runs) -> list:
-    "Per backbone: SpanLift by the recipe at NFE 3 against the learned scalars at NFE 4 (the recipe's base), RMSE and wall seconds per sample"
+    "Per backbone and lever (the recipe, and its longer run): SpanLift at NFE 3 against the learned scalars at NFE 4 (the recipe's base), RMSE and wall seconds per sample"
     out = []
     for key, v in summary.items():
         bb, nfe, lever = key.split('@')
-        if lever != RECIPE_LEVER or nfe != '3': continue
-        four = scalars.get(f'{bb}@4') or ({k: summary[f'{bb}@4@{lever}'][k] for k in ('scalar', 'base')} if f'{bb}@4@{lever}' in summary else None)
+        if lever not in (RECIPE_LEVER, LONG_LEVER) or nfe != '3': continue
+        four = scalars.get(f'{bb}@4') or ({k: summary[f'{bb}@4@{RECIPE_LEVER}'][k] for k in ('scalar', 'base')} if f'{bb}@4@{RECIPE_LEVER}' in summary else None)
         if four is None: continue
         sec = [r['sample_seconds']['spanlift'] for r in runs if r.get('lever') == lever and r['backbone'] == bb and r['nfe'] == 3]
         other = [r for r in init_rows() if r['backbone'] == bb and r['nfe'] == 4]
-        out.append(dict(backbone=bb, spanlift=v['spanlift'], spanlift_seconds=sec, scalar4=four['scalar'], scalar4_base=four['base'],
+        out.append(dict(backbone=bb, lever=lever, n_train=v['n_train'], steps=v['settings']['steps'], spanlift=v['spanlift'], spanlift_seconds=sec, scalar4=four['scalar'], scalar4_base=four['base'],
                         scalar4_seconds=four.get('sample_seconds'),
                         scalar4_other=min(other, key=lambda r: r['test']) if other else None))   # the same stage from other starts (bench/scalar_init.py)
     return out
@@ -189,15 +190,15 @@ def matched(summary, scalars, runs) -> list:
 def matched_lines(rows) -> list:
     if not rows: return []
     out = ['\n### Matched cost: SpanLift at NFE 3 against learned scalars at NFE 4\n',
-           'Both by the recipe, over the base each picks on validation, and the learned scalars from the best start `bench/scalar_init.py` tried; '
+           'SpanLift by the recipe, and by the recipe on twice the distinct pairs for twice the steps where that ran; the learned scalars by the recipe, over the base each picks on validation, and from the best start `bench/scalar_init.py` tried; '
            'wall seconds per sample with one torch thread on the shared machine (upper bounds).\n',
-           '| backbone | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | the same, best start tried | SpanLift better in RMSE | and in time |',
-           '|---|---|---|---|---|---|---|---|']
+           '| backbone | SpanLift trained on | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | the same, best start tried | SpanLift better in RMSE | and in time |',
+           '|---|---|---|---|---|---|---|---|---|']
     m = lambda xs: sum(xs) / len(xs)
     for r in rows:
         t4, o = (m(r['scalar4_seconds']) if r['scalar4_seconds'] else None), r['scalar4_other']
         best4 = min(m(r['scalar4']), o['test'] if o else float('inf'))
-        cells = [r['backbone'], ms(r['spanlift']), f"{m(r['spanlift_seconds']) * 1e3:.2f} ms", f"{ms(r['scalar4'])} ({NAMES.get(r['scalar4_base'][0], r['scalar4_base'][0])})",
+        cells = [r['backbone'], f"{r['n_train']} pairs, {r['steps']} steps", ms(r['spanlift']), f"{m(r['spanlift_seconds']) * 1e3:.2f} ms", f"{ms(r['scalar4'])} ({NAMES.get(r['scalar4_base'][0], r['scalar4_base'][0])})",
                  f"{t4 * 1e3:.2f} ms" if t4 else '–', f"{o['test']:.4f} ({NAMES.get(o['base'], o['base'])})" if o else '–',
                  'yes' if m(r['spanlift']) < best4 else 'no', '–' if t4 is None else ('yes' if m(r['spanlift_seconds']) < t4 else 'no')]
         out.append('| ' + ' | '.join(cells) + ' |')
