@@ -14,8 +14,7 @@ from spanlift_nb.analytic import gaussian_backbone, mixture_backbone
 from spanlift_nb.data import load_digits
 from spanlift_nb.zoo import load_backbone, load
 from spanlift_nb.nowcast import nowcast_data
-from spanlift_nb.teacher import teacher_pairs
-from spanlift_nb.teacher import HELD_OUT_SEED
+from spanlift_nb.teacher import teacher_pairs, HELD_OUT_SEED
 from spanlift_nb.diagnose import stationary_gaussian, setting_pairs, measure_gain, summarise_rows
 
 REAL = dict(n_train=384, n_val=96, n_test=192, steps_scalar=40, steps_extra=40, batch=32, n_probe=64)

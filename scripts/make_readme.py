@@ -161,12 +161,15 @@ def init_bullets(results: dict, runs: dict) -> list:
                        "among grids that include one dense near the noise (`noise_quadratic`, $t_i = 1 - (i/N)^2$ on a flow path).")
     return out
 
+def pm(xs, nd=4) -> str:
+    "The mean ± sd of `xs` over seeds, or the one value"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}" if len(xs) > 1 else f"{statistics.mean(xs):.{nd}f}"
+
 LONG_LEVER = 'pairs16384s4000'      # bench/levers.py's recipe on twice the distinct pairs, for twice the steps
 
 def longer_bullets(results: dict) -> list:
     "The recipe's settings on more distinct pairs and steps (bench/levers.py), against the same learned scalars, where it ran"
     lv, m = results.get('levers') or {}, statistics.mean
-    pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
     runs = [(k.split('@')[0], k.split('@')[1], v) for k, v in lv.items() if k.split('@')[2] == LONG_LEVER]
     return [f"- **Longer training on more distinct pairs** ({v['n_train']} pairs, {v['settings']['steps']} SpanLift steps; the recipe's other settings): "
             f"{bb} at {n} NFE, SpanLift {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** "
@@ -178,8 +181,7 @@ def recipe_lines(results: dict) -> list:
     "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
     runs = recipe_runs(results)
     if not runs: return []
-    m, sd = statistics.mean, statistics.stdev
-    pm = lambda xs, nd=4: f"{m(xs):.{nd}f} ± {sd(xs):.{nd}f}" if len(xs) > 1 else f"{m(xs):.{nd}f}"
+    m = statistics.mean
     r3 = next(iter(runs.values()))
     out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
            "SpanLift against the learned scalars over the same base: " + '; '.join(
