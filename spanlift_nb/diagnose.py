@@ -122,8 +122,7 @@ def measure_gain(backbone, train: TeacherPairs, val: TeacherPairs, test: Teacher
 # %% ../nbs/06a_thesis.ipynb #f734e4ce
 def _mean_sd(xs) -> tuple:
     "The mean and sample sd (0 for one value) of `xs`"
-    xs = [float(x) for x in xs]
-    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+    xs = [float(x) for x in xs]; return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 def fit_law(rho, gain) -> dict:
     "Least-squares line gain = a + b * rho over settings: coefficients, their covariance, the residual sd, R^2 and the range of rho it saw"
