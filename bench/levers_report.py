@@ -194,7 +194,7 @@ def matched_lines(rows) -> list:
            'wall seconds per sample with one torch thread on the shared machine (upper bounds).\n',
            '| backbone | SpanLift trained on | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | the same, best start tried | SpanLift better in RMSE | and in time |',
            '|---|---|---|---|---|---|---|---|---|']
-    m = lambda xs: sum(xs) / len(xs)
+    m = st.mean
     for r in rows:
         t4, o = (m(r['scalar4_seconds']) if r['scalar4_seconds'] else None), r['scalar4_other']
         best4 = min(m(r['scalar4']), o['test'] if o else float('inf'))
