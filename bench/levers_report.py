@@ -17,9 +17,11 @@ ABOUT = dict(recipe='1024 pairs, SpanLift 350 steps: scalars first, then SpanLif
              pairs256='pairs: the first 256 training pairs', pairs512='pairs: the first 512 training pairs', pairs1k='pairs: the first 1024 training pairs', pairs2k='pairs: the first 2048 training pairs',
              steps700b64='700 steps at batch 64 (the same number of samples seen)',
              **{f'pairs{n}': f'pairs: {n} distinct training pairs' for n in (2048, 4096, 8192)},
-             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 8192 pairs, SpanLift 2000 steps', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs16384s4000='pairs: 16384, and SpanLift 4000 steps', **{f'pairs{n}s{k}det': f"pairs: {n}, SpanLift {k} steps, no gradient through the frozen backbone (`detach_backbone`)" for n in (8192, 16384) for k in (2000, 3200, 4000)}, pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
+             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='the recipe on half its pairs and steps: 8192 pairs, SpanLift 2000 steps (the size of the benchmark tables)', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs16384s4000='the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 16384 pairs, SpanLift 4000 steps', **{f'pairs{n}s{k}det': f"pairs: {n}, SpanLift {k} steps, no gradient through the frozen backbone (`detach_backbone`)" for n in (8192, 16384) for k in (2000, 3200, 4000)}, pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
              **{f'inter{w}': f"path supervision: the student's interior states against the teacher's path, weight {w}, annealed to 0" for w in ('0.3', '1', '3')},
              inter1c="path supervision, weight 1, held constant")
+RECIPE_LEVER = 'pairs16384s4000'                # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE` on `RECIPE_PAIRS` pairs)
+HALF_LEVER = FRONTIER_LEVER = 'pairs8192s2000'  # the recipe on half its pairs for half its steps: the benchmark tables' size, and the learned solvers on the cost curve
 
 def about(lever: str) -> str:
     "What a lever changes; 'short-' marks the short budget (scalars 100 steps, SpanLift 120, batch 32)"
@@ -35,16 +37,24 @@ def demo_lines() -> list:
     "The demo as a new user runs it (`spanlift demo` from an empty cache; its results.json copied to LEVERS/demo-*.json): time and table"
     runs = [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('demo-*.json'))]
     if not runs: return []
-    out = ['\n### The demo\n', '`spanlift demo` (digits-flow, NFE 3, the recipe: `DEMO_SIZES[\'full\']`) in a fresh venv from an empty teacher-pair cache, '
-           'two torch threads on the idle 2-core machine; each row one run, its own `results.json`.\n',
-           '| run | wall s | teacher pairs s | learned scalars fit s | SpanLift fit s | best base | learned scalars | SpanLift | SpanLift / scalars |', '|---|---|---|---|---|---|---|---|---|']
+    from spanlift_nb.evaluate import DEMO_SIZES
+    full = DEMO_SIZES['full']
+    out = ['\n### The demo\n', f"`spanlift demo` (digits-flow, NFE 3: the recipe on the demo's own budget, `DEMO_SIZES['full']`, now {full['n_train']} pairs and "
+           f"{full['steps_spanlift']} SpanLift steps) in a fresh venv from an empty teacher-pair cache, two torch threads on the idle 2-core machine; "
+           'each row one run at the budget it names, its own `results.json`.\n',
+           '| run | pairs, SpanLift steps | wall s | teacher pairs s | learned scalars fit s | SpanLift fit s | best base | learned scalars | SpanLift | SpanLift / scalars |', '|---|---|---|---|---|---|---|---|---|---|']
     for i, r in enumerate(runs, 1):
         rows, c = r['rows'], r['config']
         best = min((x for x in rows if x['method'] == 'base'), key=lambda x: x['teacher_rmse'])
         sc, sl = (next(x for x in rows if x['method'] == m) for m in ('scalar', 'spanlift'))
-        out.append(f"| {i} | {c['wall_seconds']:.0f} | {c['pairs_seconds']:.0f} | {sc['train_seconds']:.0f} | {sl['train_seconds']:.0f} | {best['teacher_rmse']:.4f} ({NAMES.get(best['base'], best['base'])}) | "
-                   f"{sc['teacher_rmse']:.4f} | {sl['teacher_rmse']:.4f} | {sl['teacher_rmse'] / sc['teacher_rmse']:.2f} |")
+        out.append(f"| {i} | {c['n_train']}, {c['recipe']['steps_spanlift']} | {c['wall_seconds']:.0f} | {c['pairs_seconds']:.0f} | {sc['train_seconds']:.0f} | {sl['train_seconds']:.0f} | "
+                   f"{best['teacher_rmse']:.4f} ({NAMES.get(best['base'], best['base'])}) | {sc['teacher_rmse']:.4f} | {sl['teacher_rmse']:.4f} | {sl['teacher_rmse'] / sc['teacher_rmse']:.2f} |")
     return out
+
+def against(xs, ref: float) -> str:
+    "'better', 'tie' or 'worse': the mean of `xs` (over seeds) against `ref`; a difference inside the seeds' sd is a tie"
+    m, sd = st.mean(xs), (st.stdev(xs) if len(xs) > 1 else 0.0)
+    return 'tie' if abs(m - ref) <= sd else 'better' if m < ref else 'worse'
 
 def ms(xs, nd=4):
     "mean ± sd (sample sd; a single run shows its value and n = 1)"
@@ -93,11 +103,11 @@ def bases_lines(runs) -> list:
                 out.append(f'| {b} | ' + ' | '.join(f"{cell[n]:.4f}" if n in cell else '–' for n in nfes) + ' |')
     return out
 
-NOT_MEASURED = ['fashion-flow levers other than the recipe itself (a fashion-flow fit takes several times as long as a digits-flow one: the "fit s" column)',
+NOT_MEASURED = ['fashion-flow levers other than the recipe and the recipe on half its budget (a fashion-flow fit takes several times as long as a digits-flow one: the "fit s" column)',
                 'the operator levers (inputs, capacity, the out-of-span projection, staging) at the recipe\'s budget: each was measured at the short '
                 'budget only, where none moved SpanLift beyond the spread between seeds',
-                'streamed pairs, pairs from the cheaper teacher, a two-level operator, the base as an operator input, learned solvers at NFE 2, 5 and 6 '
-                'under the recipe']
+                'streamed pairs, pairs from the cheaper teacher, a two-level operator, the base as an operator input; under the recipe: NFE 2 and 6, '
+                'NFE 4 and 5 on fashion-flow, and NFE 4 and 5 on digits-flow over more than one seed']
 
 def verdicts(summary) -> list:
     "One line per lever against the recipe on the same budget and backbone, then the ratio of the reference rows, then what was not measured"
@@ -110,7 +120,7 @@ def verdicts(summary) -> list:
         out.append(f"- {bb}, {about(lever)}: SpanLift {m:.4f} against {r:.4f} ({m - r:+.4f}; that row's seed-to-seed sd {sd:.4f}, "
                    f"{len(v['spanlift'])} seed(s) against {len(ref['spanlift'])}).")
     for key, v in summary.items():
-        if key.endswith(('@recipe', '@short-recipe', f'@{RECIPE_LEVER}', f'@{LONG_LEVER}')):
+        if key.endswith(('@recipe', '@short-recipe', f'@{RECIPE_LEVER}', f'@{HALF_LEVER}')):
             ra = st.mean(v['ratio'])
             bb, nfe, lever = key.split('@')
             out.append(f"- **{bb}, NFE {nfe}, {about(lever)}: SpanLift / learned scalars {ra:.2f}** over {len(v['ratio'])} seed(s).")
@@ -137,9 +147,6 @@ def pairs_figure(summary) -> Path | None:
     ax.set_title(f"digits-flow, NFE 3, {'short budget' if short else 'the recipe'}")
     ax.grid(alpha=.3); ax.legend(fontsize=8); fig.tight_layout()
     f = HERE / 'LEVERS' / 'pairs.png'; fig.savefig(f, dpi=110); return f
-
-RECIPE_LEVER = FRONTIER_LEVER = 'pairs8192s2000'       # the learned solvers on the cost curve: the recipe (8192 distinct pairs, SpanLift 2000 steps)
-LONG_LEVER = 'pairs16384s4000'                           # the recipe's settings on twice the distinct pairs, for twice the steps
 
 def frontier(runs) -> tuple:
     "(figure path, lines): teacher RMSE against wall seconds and FLOPs per sample, base solvers at NFE 2-10, learned ones at each NFE measured"
@@ -172,13 +179,17 @@ def frontier(runs) -> tuple:
         lines.append(f"| {n} | {e:.4f} | {fl:.3f} | {sec * 1e3:.2f} ms | " + (f"{better[0][2]:.4f} ({better[0][1]:.3f})" if better else 'none') + ' |')
     return f, lines
 
+def recipe_run(summary, backbone: str, nfe: int) -> dict | None:
+    "The recipe's runs at one NFE, or where it did not run there, those of the recipe on half its budget (the same learned-scalar stage)"
+    return summary.get(f'{backbone}@{nfe}@{RECIPE_LEVER}') or summary.get(f'{backbone}@{nfe}@{HALF_LEVER}')
+
 def matched(summary, scalars, runs) -> list:
-    "Per backbone and lever (the recipe, and its longer run): SpanLift at NFE 3 against the learned scalars at NFE 4 (the recipe's base), RMSE and wall seconds per sample"
+    "Per backbone and lever (the recipe, and the recipe on half its budget): SpanLift at NFE 3 against the learned scalars at NFE 4 (the recipe's base), RMSE and wall seconds per sample"
     out = []
     for key, v in summary.items():
         bb, nfe, lever = key.split('@')
-        if lever not in (RECIPE_LEVER, LONG_LEVER) or nfe != '3': continue
-        four = scalars.get(f'{bb}@4') or ({k: summary[f'{bb}@4@{RECIPE_LEVER}'][k] for k in ('scalar', 'base')} if f'{bb}@4@{RECIPE_LEVER}' in summary else None)
+        if lever not in (RECIPE_LEVER, HALF_LEVER) or nfe != '3': continue
+        four = scalars.get(f'{bb}@4') or recipe_run(summary, bb, 4)
         if four is None: continue
         sec = [r['sample_seconds']['spanlift'] for r in runs if r.get('lever') == lever and r['backbone'] == bb and r['nfe'] == 3]
         other = [r for r in init_rows() if r['backbone'] == bb and r['nfe'] == 4]
@@ -190,7 +201,7 @@ def matched(summary, scalars, runs) -> list:
 def matched_lines(rows) -> list:
     if not rows: return []
     out = ['\n### Matched cost: SpanLift at NFE 3 against learned scalars at NFE 4\n',
-           'SpanLift by the recipe, and by the recipe on twice the distinct pairs for twice the steps where that ran; the learned scalars by the recipe, over the base each picks on validation, and from the best start `bench/scalar_init.py` tried; '
+           'SpanLift by the recipe, and by the recipe on half its pairs for half its steps; the learned scalars by the recipe, over the base each picks on validation, and from the best start `bench/scalar_init.py` tried; '
            'wall seconds per sample with one torch thread on the shared machine (upper bounds).\n',
            '| backbone | SpanLift trained on | SpanLift NFE 3 | s / sample | learned scalars NFE 4 (base) | s / sample | the same, best start tried | SpanLift better in RMSE | and in time |',
            '|---|---|---|---|---|---|---|---|---|']
@@ -200,17 +211,17 @@ def matched_lines(rows) -> list:
         best4 = min(m(r['scalar4']), o['test'] if o else float('inf'))
         cells = [r['backbone'], f"{r['n_train']} pairs, {r['steps']} steps", ms(r['spanlift']), f"{m(r['spanlift_seconds']) * 1e3:.2f} ms", f"{ms(r['scalar4'])} ({NAMES.get(r['scalar4_base'][0], r['scalar4_base'][0])})",
                  f"{t4 * 1e3:.2f} ms" if t4 else '–', f"{o['test']:.4f} ({NAMES.get(o['base'], o['base'])})" if o else '–',
-                 'yes' if m(r['spanlift']) < best4 else 'no', '–' if t4 is None else ('yes' if m(r['spanlift_seconds']) < t4 else 'no')]
+                 dict(better='yes', tie='a tie (inside the sd)', worse='no')[against(r['spanlift'], best4)], '–' if t4 is None else ('yes' if m(r['spanlift_seconds']) < t4 else 'no')]
         out.append('| ' + ' | '.join(cells) + ' |')
     return out
 
 def projection(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow') -> dict | None:
     "SpanLift at NFE 3 against learned scalars at the same cost, with the operator's share of a sample's time measured on a CIFAR-size U-Net (GPU check)"
-    one = lambda n: summary.get(f'{backbone}@{n}@{RECIPE_LEVER}')
-    if not (Path(gpu).exists() and one(3) and one(4)): return None
+    three, four = recipe_run(summary, backbone, 3), recipe_run(summary, backbone, 4)
+    if not (Path(gpu).exists() and three and four): return None
     share = json.loads(Path(gpu).read_text())['bench']['sample']['fp32']['overhead']
-    sc3, sc4 = st.mean(one(3)['scalar']), st.mean(one(4)['scalar']); cost = 3 * (1 + share)
-    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=st.mean(one(3)['spanlift']),
+    sc3, sc4 = st.mean(three['scalar']), st.mean(four['scalar']); cost = 3 * (1 + share)
+    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=st.mean(three['spanlift']),
                 scalar_at_cost=sc3 * (sc4 / sc3) ** (cost - 3))       # log-linear in NFE between the measured NFE 3 and 4
 
 def projection_lines(p: dict | None) -> list:

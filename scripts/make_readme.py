@@ -14,6 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, GPU, THESIS = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json', ROOT / 'bench' / 'THESIS.json'
 README, INDEX, IMAGES = ROOT / 'README.md', ROOT / 'nbs' / 'index.ipynb', ROOT / 'nbs' / 'images'
+sys.path.insert(0, str(ROOT / 'bench'))
+from levers_report import RECIPE_LEVER, HALF_LEVER, against  # bench/levers.py's runs of the recipe, and of the recipe on half its budget
 NAMES = {'euler': 'Euler', 'heun': 'Heun', 'dpmpp_2m': 'DPM-Solver++(2M)', 'ipndm': 'iPNDM', 'ipndm_v': 'iPNDM (velocity)', 'unipc': 'UniPC', 'dopri5': 'dopri5'}
 
 def load(path=RESULTS) -> dict:
@@ -112,8 +114,6 @@ def matched_cost(results: dict, key: str) -> list:
     return [dict(nfe=n, spanlift=a['spanlift']['teacher_rmse'], scalar=b['scalar']['teacher_rmse'], base=b['base']['teacher_rmse'],
                  base_name=base_name(b['base']), overhead=n * wall if wall else float('nan'))]
 
-RECIPE_LEVER = 'pairs8192s2000'     # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`)
-
 def recipe_runs(results: dict) -> dict:
     "{(backbone, nfe): the recipe's runs} from RESULTS.json's levers, digits-flow first"
     lv = results.get('levers') or {}
@@ -126,11 +126,12 @@ def matched_bullets(results: dict) -> list:
     for mc in results.get('matched_cost_recipe') or []:
         other = (results.get('transfer') or {}).get('scalar', {}).get('4', {}) if mc['backbone'] == 'digits-flow' else {}   # the transfer run's scalars at NFE 4, over more bases
         start = [(mc['scalar4_other']['base'], mc['scalar4_other']['test'])] if mc.get('scalar4_other') else []   # the same stage from another initial grid
-        b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()) + start, key=lambda kv: kv[1]); sl = m(mc['spanlift'])
+        b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()) + start, key=lambda kv: kv[1])
         t = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar4_seconds']) else 'is not faster'} per sample "
              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar4_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar4_seconds') and b4 == mc['scalar4_base'][0] else ''
         how = 'under the recipe' if mc.get('lever', RECIPE_LEVER) == RECIPE_LEVER else f"with {mc['n_train']} pairs and {mc['steps']} SpanLift steps"
-        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at 3 NFE ({sl:.4f}) {'beats' if sl < s4 else 'does not beat'} "
+        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at 3 NFE ({pm(mc['spanlift'])}) "
+                   f"{dict(better='beats', tie='ties, inside its seed-to-seed sd, with', worse='does not beat')[against(mc['spanlift'], s4)]} "
                    f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
     return out
 
@@ -165,16 +166,14 @@ def pm(xs, nd=4) -> str:
     "The mean ± sd of `xs` over seeds, or the one value"
     return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}" if len(xs) > 1 else f"{statistics.mean(xs):.{nd}f}"
 
-LONG_LEVER = 'pairs16384s4000'      # bench/levers.py's recipe on twice the distinct pairs, for twice the steps
-
-def longer_bullets(results: dict) -> list:
-    "The recipe's settings on more distinct pairs and steps (bench/levers.py), against the same learned scalars, where it ran"
+def half_bullets(results: dict) -> list:
+    "The recipe on half its distinct pairs for half its steps (bench/levers.py), the size of the benchmark tables, against the same learned scalars"
     lv, m = results.get('levers') or {}, statistics.mean
-    runs = [(k.split('@')[0], k.split('@')[1], v) for k, v in lv.items() if k.split('@')[2] == LONG_LEVER]
-    return [f"- **Longer training on more distinct pairs** ({v['n_train']} pairs, {v['settings']['steps']} SpanLift steps; the recipe's other settings): "
+    runs = [(k.split('@')[0], k.split('@')[1], v) for k, v in lv.items() if k.split('@')[2] == HALF_LEVER]
+    return [f"- **The recipe on half its pairs and steps** ({v['n_train']} pairs, {v['settings']['steps']} SpanLift steps, the size of the tables below): "
             f"{bb} at {n} NFE, SpanLift {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** "
             f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''}"
-            + (f"; its fit took {m(v['seconds']) / m(ref['seconds']):.1f}x the recipe's on the shared machine" if (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')) else '')
+            + (f"; its fit took {m(v['seconds']) / m(ref['seconds']):.2f}x the recipe's on the shared machine" if (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')) else '')
             + ")." for bb, n, v in runs]
 
 def recipe_lines(results: dict) -> list:
@@ -187,7 +186,7 @@ def recipe_lines(results: dict) -> list:
            "SpanLift against the learned scalars over the same base: " + '; '.join(
                f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
                for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
-    out += longer_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
+    out += half_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]

@@ -99,9 +99,9 @@ def _scorer(test, data, fid, seed, decode, metrics):
 SPANLIFT_RECIPE = dict(bases=BASE_SOLVERS, schedules=tuple(SCHEDULES), # the base and its grid: lowest validation RMSE
                        staging='scalars-first', # 'scalars-first', 'frozen' (scalars fixed after step 2) or 'joint' (no step 2)
                        steps_scalar=200, lr_scalar=SOLVER_LR['scalar'], # step 2: the learned scalars alone
-                       steps_spanlift=2000, lr_spanlift=SOLVER_LR['spanlift'], scalar_lr=SOLVER_LR['scalar'], # step 3
+                       steps_spanlift=4000, lr_spanlift=SOLVER_LR['spanlift'], scalar_lr=SOLVER_LR['scalar'], # step 3
                        batch=128, width=32, blocks=3, proposal=False, out_of_span=False) # operator settings (any `SpanLift` option)
-RECIPE_PAIRS = 8192     # teacher pairs the recipe trains on: the default of `compare`, the demo and `spanlift fit-solver`
+RECIPE_PAIRS = 16384    # teacher pairs the recipe trains on: the default of `compare`, `bench/run.py` and `spanlift fit-solver`
 OPERATOR_KEYS = ('width', 'blocks', 'history', 'denoised', 'arch', 'in_span', 'patch', 'proposal', 'out_of_span')
 STAGINGS = ('scalars-first', 'frozen', 'joint')
 
@@ -305,7 +305,7 @@ def save_figure(fig, path):
     return Path(path)
 
 # %% ../nbs/08a_evaluate.ipynb #8884e6ae
-DEMO_SIZES = dict(full=dict(n_train=RECIPE_PAIRS, n_val=256, n_test=512, steps_scalar=SPANLIFT_RECIPE['steps_scalar'], steps_spanlift=SPANLIFT_RECIPE['steps_spanlift']),
+DEMO_SIZES = dict(full=dict(n_train=8192, n_val=256, n_test=512, steps_scalar=SPANLIFT_RECIPE['steps_scalar'], steps_spanlift=1000), # the recipe on half its pairs, a quarter of its steps
                   quick=dict(n_train=1024, n_val=256, n_test=256, steps_scalar=60, steps_spanlift=120))
 
 def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=None, out='spanlift-demo',
