@@ -33,22 +33,27 @@ def order(lever: str) -> tuple:
 
 def load() -> list: return [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('*.json')) if not f.name.startswith(('transfer-', 'demo-', 'scalar-init'))]
 
+def demo_row(i, r) -> str:
+    "One `spanlift demo` run (its results.json) as a table row: budget, times, and the three solvers' held-out RMSE"
+    rows, c = r['rows'], r['config']
+    best = min((x for x in rows if x['method'] == 'base'), key=lambda x: x['teacher_rmse'])
+    sc, sl = (next(x for x in rows if x['method'] == m) for m in ('scalar', 'spanlift'))
+    return (f"| {i} | {c['n_train']}, {c['recipe']['steps_spanlift']} | {c['wall_seconds']:.0f} | {c['pairs_seconds']:.0f} | {sc['train_seconds']:.0f} | {sl['train_seconds']:.0f} | "
+            f"{best['teacher_rmse']:.4f} ({NAMES.get(best['base'], best['base'])}) | {sc['teacher_rmse']:.4f} | {sl['teacher_rmse']:.4f} | {sl['teacher_rmse'] / sc['teacher_rmse']:.2f} |")
+
 def demo_lines() -> list:
-    "The demo as a new user runs it (`spanlift demo` from an empty cache; its results.json copied to LEVERS/demo-*.json): time and table"
+    "The demo as a new user runs it (`spanlift demo` from an empty cache; its results.json copied to LEVERS/demo-*.json), and the budgets tried for it"
     runs = [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS').glob('demo-*.json'))]
+    tried = [json.loads(f.read_text()) for f in sorted((HERE / 'LEVERS' / 'demo-budget').glob('budget-*.json'), key=lambda f: int(f.stem.split('-')[1]))]
     if not runs: return []
     from spanlift_nb.evaluate import DEMO_SIZES
-    full = DEMO_SIZES['full']
+    full, head = DEMO_SIZES['full'], ['| run | pairs, SpanLift steps | wall s | teacher pairs s | learned scalars fit s | SpanLift fit s | best base | learned scalars | SpanLift | SpanLift / scalars |',
+                                      '|---|---|---|---|---|---|---|---|---|---|']
     out = ['\n### The demo\n', f"`spanlift demo` (digits-flow, NFE 3: the recipe on the demo's own budget, `DEMO_SIZES['full']`, now {full['n_train']} pairs and "
            f"{full['steps_spanlift']} SpanLift steps) in a fresh venv from an empty teacher-pair cache, two torch threads on the idle 2-core machine; "
-           'each row one run at the budget it names, its own `results.json`.\n',
-           '| run | pairs, SpanLift steps | wall s | teacher pairs s | learned scalars fit s | SpanLift fit s | best base | learned scalars | SpanLift | SpanLift / scalars |', '|---|---|---|---|---|---|---|---|---|---|']
-    for i, r in enumerate(runs, 1):
-        rows, c = r['rows'], r['config']
-        best = min((x for x in rows if x['method'] == 'base'), key=lambda x: x['teacher_rmse'])
-        sc, sl = (next(x for x in rows if x['method'] == m) for m in ('scalar', 'spanlift'))
-        out.append(f"| {i} | {c['n_train']}, {c['recipe']['steps_spanlift']} | {c['wall_seconds']:.0f} | {c['pairs_seconds']:.0f} | {sc['train_seconds']:.0f} | {sl['train_seconds']:.0f} | "
-                   f"{best['teacher_rmse']:.4f} ({NAMES.get(best['base'], best['base'])}) | {sc['teacher_rmse']:.4f} | {sl['teacher_rmse']:.4f} | {sl['teacher_rmse'] / sc['teacher_rmse']:.2f} |")
+           'each row one run at the budget it names, its own `results.json`.\n', *head, *[demo_row(i, r) for i, r in enumerate(runs, 1)]]
+    if tried: out += ['\nBudgets tried for the demo (`run_demo` with `n_train` and `steps_spanlift` overridden, one torch thread on the machine shared with '
+                      'another job, so the seconds are upper bounds; `LEVERS/demo-budget/`):\n', *head, *[demo_row(i, r) for i, r in enumerate(tried, 1)]]
     return out
 
 def against(xs, ref: float) -> str:

@@ -271,16 +271,26 @@ def results_markdown(rows: list, config: dict | None = None) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/08a_evaluate.ipynb #fe367ead
-def plot_grids(panels: dict, nrow: int = 8, title: str | None = None):
-    "Sample grids side by side, one panel per method, all from the same noise"
+def plot_grids(panels: dict, nrow: int = 8, title: str | None = None,
+               reference: str | None = None, # a panel's name: a second row maps every other panel's error against it
+               gain: float = 4.0): # error maps show |panel - reference| times this (white: an error of 2/gain or more)
+    "Sample grids side by side, one panel per method, all from the same noise; with `reference`, each one's error map below it"
     import matplotlib.pyplot as plt
     from spanlift_nb.data import show_images
-    fig, axs = plt.subplots(1, len(panels), figsize=(3.1 * len(panels), 3.4))
-    for ax, (name, xs) in zip(axs, panels.items()): show_images(xs, nrow=nrow, title=name, ax=ax)
+    if reference is not None and reference not in panels: raise ValueError(f"reference {reference!r} is not a panel; the panels: {', '.join(panels)}")
+    rows = 1 if reference is None else 2
+    fig, axs = plt.subplots(rows, len(panels), figsize=(3.1 * len(panels), 3.4 * rows), squeeze=False)
+    for ax, (name, xs) in zip(axs[0], panels.items()): show_images(xs, nrow=nrow, title=name, ax=ax)
+    for ax, (name, xs) in zip(axs[1] if rows == 2 else [], panels.items()):
+        if name == reference: ax.set_axis_off(); ax.set_title(f'error maps: |x - {reference}| × {gain:g}', fontsize=9); continue
+        err = (xs - panels[reference]).abs()
+        show_images((gain * err).clamp(max=2) - 1, nrow=nrow, title=f'these {len(xs)}: RMSE to {reference} {teacher_rmse(xs, panels[reference]):.4f}', ax=ax)
     if title: fig.suptitle(title)
     fig.tight_layout()
     return fig
 
+
+# %% ../nbs/08a_evaluate.ipynb #898516ff
 def quality_vs_nfe(backbone, test: TeacherPairs, bases, nfes=range(3, 9), learned: dict | None = None, device=None):
     "Teacher RMSE of each base solver at each NFE it can spend, plus learned solvers' points; returns (rows, figure)"
     import matplotlib.pyplot as plt
@@ -326,7 +336,7 @@ def run_demo(dataset: str = 'digits', nfe: int = 3, quick: bool = False, device=
               'learned scalar': run_method(bb, test.noise[:k], res['solvers']['scalar'], device=device)[0],
               'SpanLift': run_method(bb, test.noise[:k], res['solvers']['spanlift'], device=device)[0],
               'teacher': test.target[:k]}
-    fig_g = plot_grids(panels, nrow=4, title=f'{dataset}-flow, NFE {nfe}, same noise')
+    fig_g = plot_grids(panels, nrow=4, title=f'{dataset}-flow, NFE {nfe}, same noise', reference='teacher')
     res['config'].update(wall_seconds=time.time() - t0, quick=quick)
     payload = dict(rows=res['rows'], config=res['config'], quality_vs_nfe=curve)
     write_json(out / 'results.json', payload)
