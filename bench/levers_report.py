@@ -226,7 +226,7 @@ def projection(summary, gpu=HERE / 'gpu_check_h100.json', backbone='digits-flow'
     if not (Path(gpu).exists() and three and four): return None
     share = json.loads(Path(gpu).read_text())['bench']['sample']['fp32']['overhead']
     sc3, sc4 = st.mean(three['scalar']), st.mean(four['scalar']); cost = 3 * (1 + share)
-    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=st.mean(three['spanlift']),
+    return dict(backbone=backbone, share=share, cost=cost, scalar3=sc3, scalar4=sc4, spanlift3=st.mean(three['spanlift']), spanlift3_seeds=three['spanlift'],
                 scalar_at_cost=sc3 * (sc4 / sc3) ** (cost - 3))       # log-linear in NFE between the measured NFE 3 and 4
 
 def projection_lines(p: dict | None) -> list:
@@ -240,7 +240,7 @@ def projection_lines(p: dict | None) -> list:
             f"| learned scalars, NFE 3 | 3.00 | {p['scalar3']:.4f} |", f"| **SpanLift, NFE 3** | {p['cost']:.2f} | {p['spanlift3']:.4f} |",
             f"| learned scalars at the same cost (interpolated) | {p['cost']:.2f} | {p['scalar_at_cost']:.4f} |", f"| learned scalars, NFE 4 | 4.00 | {p['scalar4']:.4f} |",
             f"\nAt equal cost SpanLift {'beats' if p['spanlift3'] < p['scalar_at_cost'] else 'does not beat'} the learned scalars on this curve; against one more NFE it "
-            f"{'wins' if p['spanlift3'] < p['scalar4'] else 'loses'} ({p['spanlift3']:.4f} against {p['scalar4']:.4f}) for {4 - p['cost']:.2f} fewer backbone calls."]
+            f"{dict(better='wins', tie='ties inside its seed-to-seed sd', worse='loses')[against(p['spanlift3_seeds'], p['scalar4'])]}: {ms(p['spanlift3_seeds'])} against {p['scalar4']:.4f}, for {4 - p['cost']:.2f} fewer backbone calls."]
 
 def init_rows() -> list:
     "Rows of bench/scalar_init.py's runs (one file per invocation)"
