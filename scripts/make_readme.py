@@ -121,18 +121,19 @@ def recipe_runs(results: dict) -> dict:
     return dict(sorted(runs.items(), key=lambda kv: (not kv[0][0].startswith('digits'), kv[0])))
 
 def matched_bullets(results: dict) -> list:
-    "Per backbone: SpanLift at NFE 3 against the best learned scalars at NFE 4 measured (the recipe's, the transfer run's, other initial grids)"
+    "Per backbone and NFE n: SpanLift at n against the best learned scalars at n + 1 measured (the recipe's, the transfer run's, other initial grids)"
     out, m = [], statistics.mean
     for mc in results.get('matched_cost_recipe') or []:
-        other = (results.get('transfer') or {}).get('scalar', {}).get('4', {}) if mc['backbone'] == 'digits-flow' else {}   # the transfer run's scalars at NFE 4, over more bases
-        start = [(mc['scalar4_other']['base'], mc['scalar4_other']['test'])] if mc.get('scalar4_other') else []   # the same stage from another initial grid
-        b4, s4 = min([(mc['scalar4_base'][0], m(mc['scalar4']))] + list(other.items()) + start, key=lambda kv: kv[1])
-        t = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar4_seconds']) else 'is not faster'} per sample "
-             f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar4_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar4_seconds') and b4 == mc['scalar4_base'][0] else ''
+        n, t = mc['nfe'], results.get('transfer') or {}
+        other = t.get('scalar', {}).get(str(n + 1), {}) if mc['backbone'] == t.get('backbone', 'digits-flow') else {}   # the transfer run's scalars, over more bases
+        start = [(mc['scalar_next_other']['base'], mc['scalar_next_other']['test'])] if mc.get('scalar_next_other') else []   # the same stage from another initial grid
+        b, s = min([(mc['scalar_next_base'][0], m(mc['scalar_next']))] + list(other.items()) + start, key=lambda kv: kv[1])
+        tm = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar_next_seconds']) else 'is not faster'} per sample "
+              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar_next_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar_next_seconds') and b == mc['scalar_next_base'][0] else ''
         how = 'under the recipe' if mc.get('lever', RECIPE_LEVER) == RECIPE_LEVER else f"with {mc['n_train']} pairs and {mc['steps']} SpanLift steps"
-        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at 3 NFE ({pm(mc['spanlift'])}) "
-                   f"{dict(better='beats', tie='ties, inside its seed-to-seed sd, with', worse='does not beat')[against(mc['spanlift'], s4)]} "
-                   f"the best learned scalars at 4 NFE ({NAMES.get(b4, b4)}, {s4:.4f}){t}.")
+        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at {n} NFE ({pm(mc['spanlift'])}) "
+                   f"{dict(better='beats', tie='ties, inside its seed-to-seed sd, with', worse='does not beat')[against(mc['spanlift'], s)]} "
+                   f"the best learned scalars at {n + 1} NFE ({NAMES.get(b, b)}, {s:.4f}){tm}.")
     return out
 
 def projection_bullet(p: dict | None) -> list:
@@ -190,7 +191,7 @@ def recipe_lines(results: dict) -> list:
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
-        out.append(f"- **Transfer under the recipe's pairs**: one operator trained over a random base per step ({', '.join(NAMES.get(b, b) for b in bs)}) "
+        out.append(f"- **Transfer** ({t['n_train']} pairs, {t['steps']} steps per operator): one operator trained over a random base per step ({', '.join(NAMES.get(b, b) for b in bs)}) "
                    f"beats the base alone under {len(wins)} of its {len(bs)} bases (for example {NAMES.get(bs[0], bs[0])}: {mx[bs[0]]:.4f} against {t['base'][bs[0]]:.4f}), "
                    f"and {'falls short of' if all(mx[b] > t['native'][b] for b in bs) else 'matches or beats'} each base's own operator "
                    f"({NAMES.get(bs[0], bs[0])}: {t['native'][bs[0]]:.4f}); the full matrix is in `bench/RESULTS.md`.")
