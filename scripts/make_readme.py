@@ -127,13 +127,13 @@ def matched_bullets(results: dict) -> list:
         n, t = mc['nfe'], results.get('transfer') or {}
         other = t.get('scalar', {}).get(str(n + 1), {}) if mc['backbone'] == t.get('backbone', 'digits-flow') else {}   # the transfer run's scalars, over more bases
         start = [(mc['scalar_next_other']['base'], mc['scalar_next_other']['test'])] if mc.get('scalar_next_other') else []   # the same stage from another initial grid
-        b, s = min([(mc['scalar_next_base'][0], m(mc['scalar_next']))] + list(other.items()) + start, key=lambda kv: kv[1])
+        best_base, best = min([(mc['scalar_next_base'][0], m(mc['scalar_next']))] + list(other.items()) + start, key=lambda kv: kv[1])
         tm = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar_next_seconds']) else 'is not faster'} per sample "
-              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar_next_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar_next_seconds') and b == mc['scalar_next_base'][0] else ''
+              f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar_next_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar_next_seconds') and best_base == mc['scalar_next_base'][0] else ''
         how = 'under the recipe' if mc.get('lever', RECIPE_LEVER) == RECIPE_LEVER else f"with {mc['n_train']} pairs and {mc['steps']} SpanLift steps"
         out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at {n} NFE ({pm(mc['spanlift'])}) "
-                   f"{dict(better='beats', tie='ties, inside its seed-to-seed sd, with', worse='does not beat')[against(mc['spanlift'], s)]} "
-                   f"the best learned scalars at {n + 1} NFE ({NAMES.get(b, b)}, {s:.4f}){tm}.")
+                   f"{dict(better='beats', tie='ties, inside its seed-to-seed sd, with', worse='does not beat')[against(mc['spanlift'], best)]} "
+                   f"the best learned scalars at {n + 1} NFE ({NAMES.get(best_base, best_base)}, {best:.4f}){tm}.")
     return out
 
 def projection_bullet(p: dict | None) -> list:
