@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS, GPU, THESIS = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json', ROOT / 'bench' / 'THESIS.json'
 README, INDEX, IMAGES = ROOT / 'README.md', ROOT / 'nbs' / 'index.ipynb', ROOT / 'nbs' / 'images'
 sys.path.insert(0, str(ROOT / 'bench'))
-from levers_report import RECIPE_LEVER, HALF_LEVER, against  # bench/levers.py's runs of the recipe, and of the recipe on half its budget
+from levers_report import RECIPE_LEVER, HALF_LEVER, against, ms  # bench/levers.py's runs of the recipe, and of the recipe on half its budget
 NAMES = {'euler': 'Euler', 'heun': 'Heun', 'dpmpp_2m': 'DPM-Solver++(2M)', 'ipndm': 'iPNDM', 'ipndm_v': 'iPNDM (velocity)', 'unipc': 'UniPC', 'dopri5': 'dopri5'}
 
 def load(path=RESULTS) -> dict:
@@ -131,7 +131,7 @@ def matched_bullets(results: dict) -> list:
         tm = (f", and {'is faster' if m(mc['spanlift_seconds']) < m(mc['scalar_next_seconds']) else 'is not faster'} per sample "
               f"({m(mc['spanlift_seconds']) * 1e3:.2f} ms against {m(mc['scalar_next_seconds']) * 1e3:.2f} ms, one thread)") if mc.get('scalar_next_seconds') and best_base == mc['scalar_next_base'][0] else ''
         how = 'under the recipe' if mc.get('lever', RECIPE_LEVER) == RECIPE_LEVER else f"with {mc['n_train']} pairs and {mc['steps']} SpanLift steps"
-        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at {n} NFE ({pm(mc['spanlift'])}) "
+        out.append(f"- **Matched cost {how}** ({mc['backbone']}): SpanLift at {n} NFE ({ms(mc['spanlift'])}) "
                    f"{dict(better='beats', tie='ties, inside its seed-to-seed sd, with', worse='does not beat')[against(mc['spanlift'], best)]} "
                    f"the best learned scalars at {n + 1} NFE ({NAMES.get(best_base, best_base)}, {best:.4f}){tm}.")
     return out
@@ -163,16 +163,12 @@ def init_bullets(results: dict, runs: dict) -> list:
                        "among grids that include one dense near the noise (`noise_quadratic`, $t_i = 1 - (i/N)^2$ on a flow path).")
     return out
 
-def pm(xs, nd=4) -> str:
-    "The mean ± sd of `xs` over seeds, or the one value"
-    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}" if len(xs) > 1 else f"{statistics.mean(xs):.{nd}f}"
-
 def half_bullets(results: dict) -> list:
     "The recipe on half its distinct pairs for half its steps (bench/levers.py), the size of the benchmark tables, against the same learned scalars"
     lv, m = results.get('levers') or {}, statistics.mean
     runs = [(k.split('@')[0], k.split('@')[1], v) for k, v in lv.items() if k.split('@')[2] == HALF_LEVER]
     return [f"- **The recipe on half its pairs and steps** ({v['n_train']} pairs, {v['settings']['steps']} SpanLift steps, the size of the tables below): "
-            f"{bb} at {n} NFE, SpanLift {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** "
+            f"{bb} at {n} NFE, SpanLift {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** "
             f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''}"
             + (f"; its fit took {m(v['seconds']) / m(ref['seconds']):.2f}x the recipe's on the shared machine" if (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')) else '')
             + ")." for bb, n, v in runs]
@@ -185,7 +181,7 @@ def recipe_lines(results: dict) -> list:
     r3 = next(iter(runs.values()))
     out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
            "SpanLift against the learned scalars over the same base: " + '; '.join(
-               f"{bb} at {n} NFE {pm(v['spanlift'])} against {m(v['scalar']):.4f}, **{pm(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
+               f"{bb} at {n} NFE {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
                for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
     out += half_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
