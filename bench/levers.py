@@ -3,26 +3,27 @@
     python bench/levers.py digits-flow recipe 0          # writes bench/LEVERS/digits-flow-nfe3-recipe-s0.json
     python bench/levers.py fashion-flow proposal 1
 
-Every run uses the same pairs (seed 0: digits-flow 1024 training pairs and 256 for validation, a lever may use the first
-n_train of them, and more from `EXTRA`; fashion-flow 8192 and 256; 512 test pairs at HELD_OUT_SEED) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
+Every run uses the same pairs (seed 0: a digits backbone 1024 training pairs and 256 for validation, a fashion one 8192 and 256;
+a lever may use the first n_train of them, and more from `EXTRA`; 512 test pairs at HELD_OUT_SEED) and the same learned-scalar solver per (backbone, seed), fitted once and cached, so levers differ only
 in what they change. `bench/levers_report.py` gathers the JSON files into tables. Settings: `LEVERS` below."""
 import argparse, dataclasses, json, os, sys, time
 from pathlib import Path
 import torch
 from spanlift_nb.core import sample_shape, write_json, get_device
 from spanlift_nb.zoo import load_backbone
+from spanlift_nb.nowcast import nowcast_data
 from spanlift_nb.teacher import teacher_pairs, teacher_rmse, HELD_OUT_SEED, TeacherPairs, path_states
 from spanlift_nb.solvers import BASE_SOLVERS, sample
-from spanlift_nb.evaluate import pick_base, run_method, pairs_kw, SPANLIFT_RECIPE
+from spanlift_nb.evaluate import pick_base, run_method, pairs_kw, pairs_view, SPANLIFT_RECIPE
 from spanlift_nb.scalar import ScalarSolver
 from spanlift_nb.spanlift import SpanLift, operator_cost
 from spanlift_nb.train import fit_solver, TrainConfig
 
 OUT = Path(__file__).parent / 'LEVERS'
 CACHE = Path(os.environ.get('SPANLIFT_CACHE', Path.home() / '.cache' / 'spanlift-nb'))
-N_POOL = dict(digits=1024, fashion=8192)       # training pairs made once per backbone; levers use the first n_train
-N_VAL, N_TEST = dict(digits=256, fashion=256), 512
-EXTRA = ((2, 7168), (3, 8192))                  # digits-flow: more training pairs (seed, how many), appended in turn to the pool for the levers that ask for over 1024
+N_POOL = dict(digits=1024, fashion=8192, rain=8192)      # training pairs made once per backbone (keyed by its name's first word); levers use the first n_train
+N_VAL, N_TEST = dict(digits=256, fashion=256, rain=256), 512
+EXTRA = ((2, 7168), (3, 8192))                  # more training pairs (seed, how many), appended in turn to the pool for the levers that ask for more than it holds
 BASE = dict(n_train=None, intermediate=0.0, anneal=True, detach=False, scalar_steps=200, scalar_lr=1e-2, steps=350, lr=3e-3, op_scalar_lr=1e-2, batch=128, staging='scalars-first',
             op=dict(width=32, blocks=3))
 LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging='joint', steps=550),
@@ -37,19 +38,24 @@ LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging=
 SHORT = dict(scalar_steps=100, steps=120, batch=32)   # 'short-<lever>': the same lever on a budget of about a twelfth of the recipe's (CPU-bound sweeps)
 LEVERS.update({f'short-{k}': {**v, **SHORT, **(dict(steps=220) if k == 'joint' else {})} for k, v in LEVERS.items() if not k.startswith('steps')})
 
+def made(bb, n, seed):
+    "`n` teacher pairs from `seed`, each with its condition: the nowcaster's past frames are drawn with the next seed, apart from its training data's"
+    cond = dict(past=nowcast_data(n, seed=seed + 1)[0]) if bb.meta.get('name', '').startswith('rain') else None
+    return teacher_pairs(bb, n, seed=seed, shape=sample_shape(bb), cond=cond, progress=False)
+
 def pairs(bb, name):
     "(train pool, validation, test) teacher pairs of `name`, cached"
-    data = name.split('-')[0]; shape = sample_shape(bb)
-    pool = teacher_pairs(bb, N_POOL[data] + N_VAL[data], seed=0, shape=shape, progress=False)
-    test = teacher_pairs(bb, N_TEST, seed=HELD_OUT_SEED, shape=shape, progress=False)
+    data = name.split('-')[0]
+    pool, test = made(bb, N_POOL[data] + N_VAL[data], 0), made(bb, N_TEST, HELD_OUT_SEED)
     return pool[:N_POOL[data]], pool[-N_VAL[data]:], test
 
 def more_pairs(bb, train, n):
     "The first `n` training pairs: the pool, then as many of the extra pairs (`EXTRA`, in turn) as needed"
     for seed, size in EXTRA:
         if n <= len(train): break
-        extra = teacher_pairs(bb, min(size, n - len(train)), seed=seed, shape=sample_shape(bb), progress=False)
-        train = TeacherPairs(torch.cat([train.noise, extra.noise]), torch.cat([train.target, extra.target]), f'{train.key}+{extra.key}', dict(train.config))
+        extra = made(bb, min(size, n - len(train)), seed)
+        cond = {k: torch.cat([v, extra.cond[k]]) for k, v in train.cond.items()} if train.cond else None
+        train = TeacherPairs(torch.cat([train.noise, extra.noise]), torch.cat([train.target, extra.target]), f'{train.key}+{extra.key}', dict(train.config), cond)
     return train[:n]
 
 def with_path(bb, train):
@@ -93,7 +99,7 @@ def main():
     s = dict(BASE, **LEVERS.get(a.lever, {})); s['n_train'] = s['n_train'] or len(train_pool); train = more_pairs(bb, train_pool, s['n_train'])
     b = base_pick(bb, a.backbone, val, a.nfe)
     sc, sc_sec, _ = scalars(bb, a.backbone, train, val, a.nfe, b, s, a.seed, s['n_train'])
-    t1 = time.time(); sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc)[0], test.target); sc_wall = (time.time() - t1) / len(test)
+    t1 = time.time(); sc_rmse = teacher_rmse(run_method(bb, test.noise, solver=sc, **pairs_kw(test))[0], test.target); sc_wall = (time.time() - t1) / len(test)
     if a.lever == 'scalars':                        # the learned-scalar solver alone (matched-cost rows)
         return write_json(out, dict(backbone=a.backbone, nfe=a.nfe, lever=a.lever, seed=a.seed, settings=s, base=list(b), scalar_rmse=sc_rmse,
                                     scalar_seconds=sc_sec, sample_seconds=dict(scalar=sc_wall), wall=time.time() - t0, torch=torch.__version__))
@@ -102,9 +108,9 @@ def main():
     cfg = TrainConfig(steps=s['steps'], batch=s['batch'], lr=s['lr'], scalar_lr=s['op_scalar_lr'], val_every=max(s['steps'] // 10, 1), seed=a.seed,
                       intermediate=s['intermediate'], intermediate_anneal=s['anneal'], detach_backbone=s['detach'])
     fit = fit_solver(sl, bb, with_path(bb, train) if s['intermediate'] else train, val, cfg, progress=False)
-    t1 = time.time(); xs = run_method(bb, test.noise, solver=fit.solver)[0]; sl_wall = (time.time() - t1) / len(test)
-    tr = run_method(bb, train.noise[:512], solver=fit.solver)[0]
-    cost = operator_cost(fit.solver, bb)
+    t1 = time.time(); xs = run_method(bb, test.noise, solver=fit.solver, **pairs_kw(test))[0]; sl_wall = (time.time() - t1) / len(test)
+    tr = run_method(bb, train.noise[:512], solver=fit.solver, **pairs_kw(train[:512]))[0]
+    cost = operator_cost(fit.solver, pairs_view(bb, test))
     r = dict(backbone=a.backbone, nfe=a.nfe, lever=a.lever, seed=a.seed, settings=s, base=list(b), scalar_rmse=sc_rmse, scalar_seconds=sc_sec,
              spanlift_rmse=teacher_rmse(xs, test.target), spanlift_train_rmse=teacher_rmse(tr, train.target[:512]), spanlift_val=fit.best_val,
              spanlift_seconds=fit.seconds, cost=cost, sample_seconds=dict(scalar=sc_wall, spanlift=sl_wall), wall=time.time() - t0, torch=torch.__version__)

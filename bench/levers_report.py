@@ -23,6 +23,10 @@ ABOUT = dict(recipe='1024 pairs, SpanLift 350 steps: scalars first, then SpanLif
 RECIPE_LEVER = 'pairs16384s4000'                # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE` on `RECIPE_PAIRS` pairs)
 HALF_LEVER = FRONTIER_LEVER = 'pairs8192s2000'  # the recipe on half its pairs for half its steps: the benchmark tables' size, and the learned solvers on the cost curve
 
+CHOSEN_ON = ('digits-flow', 'fashion-flow')     # the backbones whose lever runs chose the recipe's settings and budget
+UNTUNED = {'digits-edm': 'the same digits, a diffusion model on the EDM path (σ from 80 to 0, data prediction)',
+           'fashion-latent-flow': "Fashion-MNIST through an autoencoder: flow matching in its 4×7×7 latent (RMSE in the latent)"}
+
 def about(lever: str) -> str:
     "What a lever changes; 'short-' marks the short budget (scalars 100 steps, SpanLift 120, batch 32)"
     return ABOUT.get(lever[6:], lever[6:]) + ' [short budget]' if lever.startswith('short-') else ABOUT.get(lever, lever)
@@ -188,6 +192,21 @@ def recipe_run(summary, backbone: str, nfe: int) -> dict | None:
     "The recipe's runs at one NFE, or where it did not run there, those of the recipe on half its budget (the same learned-scalar stage)"
     return summary.get(f'{backbone}@{nfe}@{RECIPE_LEVER}') or summary.get(f'{backbone}@{nfe}@{HALF_LEVER}')
 
+def untuned_lines(summary) -> list:
+    "The recipe at NFE 3, unchanged, on backbones that chose none of its settings, beside the runs that chose them"
+    rows = [(k.split('@')[0], v) for k, v in summary.items() if k.endswith(f'@3@{RECIPE_LEVER}')]
+    new = [(bb, v) for bb, v in rows if bb not in CHOSEN_ON]
+    if not new: return []
+    out = ['\n### The recipe on backbones it was not chosen on\n',
+           f"The recipe's settings and budget were chosen from runs on {' and '.join(CHOSEN_ON)} only. The same `bench/levers.py {RECIPE_LEVER}` run, "
+           "nothing changed, on other shipped backbones: " + '; '.join(f'{bb}, {UNTUNED.get(bb, bb)}' for bb, _ in new) + '. NFE 3, mean ± sd over seeds.\n',
+           '| backbone | chose the recipe | seeds | base (grid) | learned scalars | SpanLift | SpanLift / scalars | SpanLift train-set RMSE | SpanLift fit s |',
+           '|---|---|---|---|---|---|---|---|---|']
+    for bb, v in sorted(rows, key=lambda r: (r[0] not in CHOSEN_ON, r[0])):
+        out.append(f"| {bb} | {'yes' if bb in CHOSEN_ON else 'no'} | {len(v['seeds'])} | {NAMES.get(v['base'][0], v['base'][0])} ({v['base'][1]}) | {ms(v['scalar'])} | "
+                   f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} |")
+    return out
+
 def matched(summary, scalars, runs) -> list:
     "Per backbone, NFE n and lever (the recipe, and the recipe on half its budget): SpanLift at n against the learned scalars at n + 1 (the recipe's base), RMSE and wall seconds per sample"
     out = []
@@ -299,7 +318,7 @@ def main():
     block = [BEGIN, '\n## Levers: what moves SpanLift at NFE 3\n',
              'Measured by `bench/levers.py` (one process per lever and seed; `python bench/levers_report.py` writes this section). '
              'Settings, unless a row says otherwise: NFE 3; teacher dopri5 (rtol = atol = 1e-4); training pairs seed 0 '
-             '(digits-flow: 1024 + 256 validation, rows with more pairs add pairs at seeds 2 and 3; fashion-flow: 8192 + 256), 512 held-out test pairs at seed 1; the base picked on '
+             '(the digits backbones: 1024 + 256 validation; the fashion ones: 8192 + 256; rows with more pairs add pairs at seeds 2 and 3), 512 held-out test pairs at seed 1; the base picked on '
              'validation among the recipe\'s bases and grids; learned scalars 200 steps at lr 1e-2, SpanLift 350 steps at lr 3e-3 '
              '(its scalars at 1e-2), batch 128, EMA 0.995 with warm-up; **[short budget]**: the same, but learned scalars 100 steps and SpanLift 120 steps '
              '(220 for joint staging) at batch 32, about a twelfth of the recipe\'s compute. The seed is that of the fits (the pairs stay fixed). '
@@ -320,7 +339,7 @@ def main():
             block.append(f"The tolerance for a teacher: a tenth of SpanLift's RMSE ({tol:.4f}). " + (
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
-    block += transfer_lines()
+    block += untuned_lines(summary) + transfer_lines()
     mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + projection_lines(projection(summary)) + init_lines() + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']

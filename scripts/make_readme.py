@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS, GPU, THESIS = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json', ROOT / 'bench' / 'THESIS.json'
 README, INDEX, IMAGES = ROOT / 'README.md', ROOT / 'nbs' / 'index.ipynb', ROOT / 'nbs' / 'images'
 sys.path.insert(0, str(ROOT / 'bench'))
-from levers_report import RECIPE_LEVER, HALF_LEVER, against, ms  # bench/levers.py's runs of the recipe, and of the recipe on half its budget
+from levers_report import RECIPE_LEVER, HALF_LEVER, CHOSEN_ON, against, ms  # bench/levers.py's runs of the recipe, of the recipe on half its budget, and the backbones that chose it
 NAMES = {'euler': 'Euler', 'heun': 'Heun', 'dpmpp_2m': 'DPM-Solver++(2M)', 'ipndm': 'iPNDM', 'ipndm_v': 'iPNDM (velocity)', 'unipc': 'UniPC', 'dopri5': 'dopri5'}
 
 def load(path=RESULTS) -> dict:
@@ -179,10 +179,14 @@ def recipe_lines(results: dict) -> list:
     if not runs: return []
     m = statistics.mean
     r3 = next(iter(runs.values()))
+    said = lambda rs: '; '.join(f"{bb} at {n} NFE {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** "
+                                f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})" for (bb, n), v in rs)
     out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
-           "SpanLift against the learned scalars over the same base: " + '; '.join(
-               f"{bb} at {n} NFE {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** ({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})"
-               for (bb, n), v in runs.items()) + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
+           "SpanLift against the learned scalars over the same base: " + said((k, v) for k, v in runs.items() if k[0] in CHOSEN_ON)
+           + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
+    if new := [(k, v) for k, v in runs.items() if k[0] not in CHOSEN_ON]:
+        out.append(f"- **The same recipe on backbones that chose none of its settings** (those were chosen on {' and '.join(CHOSEN_ON)}; "
+                   f"`bench/RESULTS.md`, *The recipe on backbones it was not chosen on*): {said(new)}.")
     out += half_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):

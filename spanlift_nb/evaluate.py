@@ -22,8 +22,8 @@ from .metrics import clf_fid_kid
 
 # %% auto #0
 __all__ = ['SPANLIFT_RECIPE', 'RECIPE_PAIRS', 'OPERATOR_KEYS', 'STAGINGS', 'DEMO_SIZES', 'dataset_of', 'can_spend', 'run_method',
-           'pairs_kw', 'score', 'pick_base', 'spanlift_recipe', 'fit_scalars', 'fit_spanlift', 'compare', 'fit_range',
-           'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
+           'pairs_kw', 'pairs_view', 'score', 'pick_base', 'spanlift_recipe', 'fit_scalars', 'fit_spanlift', 'compare',
+           'fit_range', 'results_markdown', 'plot_grids', 'quality_vs_nfe', 'save_figure', 'run_demo']
 
 # %% ../nbs/08a_evaluate.ipynb #e47c2ec2
 def dataset_of(backbone) -> str | None:
@@ -61,6 +61,11 @@ def run_method(backbone, noise: Tensor, # the backbone and the shared starting n
 def pairs_kw(pairs: TeacherPairs) -> dict:
     "The conditions and guidance of `pairs`, as keyword arguments for `run_method`"
     return dict(cond=pairs.cond, guidance=pairs.guidance, null=pairs.config.get('null'))
+
+def pairs_view(backbone, pairs: TeacherPairs, device=None):
+    "The backbone as the solvers run it on `pairs`: bound to their first row's condition and guided as they are (what `operator_cost` times)"
+    kw = pairs_kw(pairs); dev = get_device(device)
+    return conditioned_view(backbone, {k: v[:1].to(dev) for k, v in (kw['cond'] or {}).items()}, kw['guidance'], kw['null'])
 
 # %% ../nbs/08a_evaluate.ipynb #b00e3054
 def score(samples: Tensor, target: Tensor, dataset: str | None = None, fid: bool = True, seed: int = 0,
@@ -221,10 +226,9 @@ def compare(backbone, nfe: int = 3, # the backbone (anything load_backbone takes
     recipe = dict(spanlift_kw or {}, steps_scalar=steps_scalar, steps_spanlift=steps_spanlift, batch=batch, bases=bases, schedules=schedules)
     learned, solvers, fitted, recipe = _learned_rows(bb, train, val, test, picks, nfe, recipe, transfer, seed, dev, scorer, progress)
     rows += learned + [dict(method='teacher', base=teacher['method'], schedule=None, nfe=test.config.get('nfe'), **scorer(test.target))]
-    cost_view = conditioned_view(bb, {k: v[:1].to(dev) for k, v in (test.cond or {}).items()}, guidance, pairs_kw(test)['null'])
     config = dict(backbone=str(backbone), dataset=data, nfe=nfe, base=picks[0][0], schedule=picks[0][1], bases=list(bases),
                   n_train=n_train, n_val=n_val, n_test=n_test, steps_scalar=recipe['steps_scalar'], steps_spanlift=recipe['steps_spanlift'], batch=recipe['batch'],
-                  teacher=teacher, spanlift=solvers['spanlift'].hparams, recipe=recipe, operator_cost=operator_cost(solvers['spanlift'], cost_view),
+                  teacher=teacher, spanlift=solvers['spanlift'].hparams, recipe=recipe, operator_cost=operator_cost(solvers['spanlift'], pairs_view(bb, test, dev)),
                   pairs_seconds=t_pairs, seed=seed, guidance=guidance, device=str(dev), torch=torch.__version__)
     return dict(rows=rows, config=config, solvers=solvers, samples=dict(samples, **fitted), test=test, backbone=bb)
 

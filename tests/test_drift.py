@@ -87,3 +87,12 @@ def test_sections_survive_a_smaller_benchmark():
     assert 'Matched cost' not in parts['results'] and 'Transfer' not in parts['results']
     assert mr.plot_guided(small) is None and mr.plot_quality(small) is not None
     assert parts['guided'].startswith('No guided run')
+
+def test_recipe_runs_on_other_backbones_are_reported_apart():
+    "A recipe run on a backbone that chose none of its settings gets its own bullet, never the tuned backbones' bullet"
+    res = mr.load(); key = next(k for k in res['levers'] if k.endswith(f'@3@{mr.RECIPE_LEVER}') and k.split('@')[0] in mr.CHOSEN_ON)
+    other = dict(res['levers'][key], spanlift=[0.05, 0.06], scalar=[0.1, 0.1], ratio=[0.5, 0.6], seeds=[0, 1])
+    lines = mr.recipe_lines(dict(res, levers={**res['levers'], f'not-a-chosen-backbone@3@{mr.RECIPE_LEVER}': other}))
+    tuned = next(l for l in lines if l.startswith('- **The recipe**')); apart = [l for l in lines if 'not-a-chosen-backbone' in l]
+    assert 'not-a-chosen-backbone' not in tuned and len(apart) == 1
+    assert 'chose none of its settings' in apart[0] and '**0.55 ± 0.07x** (2 seeds)' in apart[0]
