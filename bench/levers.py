@@ -113,9 +113,9 @@ def main():
     cost = operator_cost(fit.solver, pairs_view(bb, test))
     r = dict(backbone=a.backbone, nfe=a.nfe, lever=a.lever, seed=a.seed, settings=s, base=list(b), scalar_rmse=sc_rmse, scalar_seconds=sc_sec,
              spanlift_rmse=teacher_rmse(xs, test.target), spanlift_train_rmse=teacher_rmse(tr, train.target[:512]), spanlift_val=fit.best_val,
-             spanlift_seconds=fit.seconds, cost=cost, sample_seconds=dict(scalar=sc_wall, spanlift=sl_wall), wall=time.time() - t0, torch=torch.__version__)
+             spanlift_seconds=fit.seconds, spanlift_curve={k: fit.history[k] for k in ('val_step', 'val')}, cost=cost, sample_seconds=dict(scalar=sc_wall, spanlift=sl_wall), wall=time.time() - t0, torch=torch.__version__)
     r['ratio'] = r['spanlift_rmse'] / sc_rmse
-    print(json.dumps({k: v for k, v in r.items() if k not in ('settings', 'cost')})); write_json(out, r)
+    print(json.dumps({k: v for k, v in r.items() if k not in ('settings', 'cost', 'spanlift_curve')})); write_json(out, r)
 
 def bases_table(bb, test, nfes=range(3, 7), per_sample=False):
     "Teacher RMSE of every base solver at each of `nfes` on its default grid (the held-out pairs), with its wall seconds (per sample)"

@@ -25,7 +25,8 @@ HALF_LEVER = FRONTIER_LEVER = 'pairs8192s2000'  # the recipe on half its pairs f
 
 CHOSEN_ON = ('digits-flow', 'fashion-flow')     # the backbones whose lever runs chose the recipe's settings and budget
 UNTUNED = {'digits-edm': 'the same digits, a diffusion model on the EDM path (σ from 80 to 0, data prediction)',
-           'fashion-latent-flow': "Fashion-MNIST through an autoencoder: flow matching in its 4×7×7 latent (RMSE in the latent)"}
+           'fashion-latent-flow': "Fashion-MNIST through an autoencoder: flow matching in its 4×7×7 latent (RMSE in the latent)",
+           'rain-nowcast': 'synthetic rain fields: a flow model of the next two 32×32 frames given the past four (each pair with its own past)'}
 
 def about(lever: str) -> str:
     "What a lever changes; 'short-' marks the short budget (scalars 100 steps, SpanLift 120, batch 32)"
@@ -200,11 +201,11 @@ def untuned_lines(summary) -> list:
     out = ['\n### The recipe on backbones it was not chosen on\n',
            f"The recipe's settings and budget were chosen from runs on {' and '.join(CHOSEN_ON)} only. The same `bench/levers.py {RECIPE_LEVER}` run, "
            "nothing changed, on other shipped backbones: " + '; '.join(f'{bb}, {UNTUNED.get(bb, bb)}' for bb, _ in new) + '. NFE 3, mean ± sd over seeds.\n',
-           '| backbone | chose the recipe | seeds | base (grid) | learned scalars | SpanLift | SpanLift / scalars | SpanLift train-set RMSE | SpanLift fit s |',
-           '|---|---|---|---|---|---|---|---|---|']
+           '| backbone | chose the recipe | seeds | base (grid) | learned scalars | SpanLift | SpanLift / scalars | SpanLift train-set RMSE | SpanLift fit s | operator FLOPs / backbone |',
+           '|---|---|---|---|---|---|---|---|---|---|']
     for bb, v in sorted(rows, key=lambda r: (r[0] not in CHOSEN_ON, r[0])):
         out.append(f"| {bb} | {'yes' if bb in CHOSEN_ON else 'no'} | {len(v['seeds'])} | {NAMES.get(v['base'][0], v['base'][0])} ({v['base'][1]}) | {ms(v['scalar'])} | "
-                   f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} |")
+                   f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} | {v['flops_ratio']:.2f} |")
     return out
 
 def matched(summary, scalars, runs) -> list:
