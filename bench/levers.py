@@ -31,7 +31,7 @@ LEVERS = {'recipe': {}, 'frozen': dict(staging='frozen'), 'joint': dict(staging=
           'w16b2': dict(op=dict(width=16, blocks=2)), 'w64b3': dict(op=dict(width=64, blocks=3)), 'w32b6': dict(op=dict(width=32, blocks=6)),
           'pairs256': dict(n_train=256), 'pairs512': dict(n_train=512),
           'steps700b64': dict(steps=700, batch=64),
-          **{f'pairs{n}': dict(n_train=n) for n in (2048, 4096, 8192)}, 'pairs8192s900': dict(n_train=8192, steps=900), 'pairs8192s2000': dict(n_train=8192, steps=2000), 'pairs16384s2000': dict(n_train=16384, steps=2000), 'pairs16384s4000': dict(n_train=16384, steps=4000),
+          **{f'pairs{n}': dict(n_train=n) for n in (2048, 4096, 8192)}, 'pairs8192s900': dict(n_train=8192, steps=900), 'pairs8192s2000': dict(n_train=8192, steps=2000), 'pairs16384s2000': dict(n_train=16384, steps=2000), 'pairs16384s4000': dict(n_train=16384, steps=4000), 'pairs16384s8000': dict(n_train=16384, steps=8000),
           **{f'pairs{n}s{k}det': dict(n_train=n, steps=k, detach=True) for n in (8192, 16384) for k in (2000, 3200, 4000)},
           'inter0.3': dict(intermediate=0.3), 'inter1': dict(intermediate=1.0), 'inter3': dict(intermediate=3.0),
           'inter1c': dict(intermediate=1.0, anneal=False), 'pairs8192inter1': dict(n_train=8192, intermediate=1.0)}

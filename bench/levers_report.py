@@ -17,7 +17,7 @@ ABOUT = dict(recipe='1024 pairs, SpanLift 350 steps: scalars first, then SpanLif
              pairs256='pairs: the first 256 training pairs', pairs512='pairs: the first 512 training pairs', pairs1k='pairs: the first 1024 training pairs', pairs2k='pairs: the first 2048 training pairs',
              steps700b64='700 steps at batch 64 (the same number of samples seen)',
              **{f'pairs{n}': f'pairs: {n} distinct training pairs' for n in (2048, 4096, 8192)},
-             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='the recipe on half its pairs and steps: 8192 pairs, SpanLift 2000 steps (the size of the benchmark tables)', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs16384s4000='the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 16384 pairs, SpanLift 4000 steps', **{f'pairs{n}s{k}det': f"pairs: {n}, SpanLift {k} steps, no gradient through the frozen backbone (`detach_backbone`)" for n in (8192, 16384) for k in (2000, 3200, 4000)}, pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
+             pairs8192s900='pairs: 8192, and SpanLift 900 steps', pairs8192s2000='the recipe on half its pairs and steps: 8192 pairs, SpanLift 2000 steps (the size of the benchmark tables)', pairs16384s2000='pairs: 16384, and SpanLift 2000 steps', pairs16384s4000='the recipe (`evaluate.SPANLIFT_RECIPE`, `RECIPE_PAIRS`): 16384 pairs, SpanLift 4000 steps', pairs16384s8000='the recipe with SpanLift trained twice as long: 16384 pairs, 8000 steps', **{f'pairs{n}s{k}det': f"pairs: {n}, SpanLift {k} steps, no gradient through the frozen backbone (`detach_backbone`)" for n in (8192, 16384) for k in (2000, 3200, 4000)}, pairs8192inter1='pairs: 8192, and path supervision (weight 1, annealed)',
              **{f'inter{w}': f"path supervision: the student's interior states against the teacher's path, weight {w}, annealed to 0" for w in ('0.3', '1', '3')},
              inter1c="path supervision, weight 1, held constant")
 RECIPE_LEVER = 'pairs16384s4000'                # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE` on `RECIPE_PAIRS` pairs)
@@ -201,12 +201,22 @@ def untuned_lines(summary) -> list:
     out = ['\n### The recipe on backbones it was not chosen on\n',
            f"The recipe's settings and budget were chosen from runs on {' and '.join(CHOSEN_ON)} only. The same `bench/levers.py {RECIPE_LEVER}` run, "
            "nothing changed, on other shipped backbones: " + '; '.join(f'{bb}, {UNTUNED.get(bb, bb)}' for bb, _ in new) + '. NFE 3, mean ± sd over seeds.\n',
-           '| backbone | chose the recipe | seeds | base (grid) | learned scalars | SpanLift | SpanLift / scalars | SpanLift train-set RMSE | SpanLift fit s | operator FLOPs / backbone |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+           '| backbone | chose the recipe | seeds | base (grid) | learned scalars | SpanLift | SpanLift / scalars | the same, per seed | SpanLift train-set RMSE | SpanLift fit s | operator FLOPs / backbone |',
+           '|---|---|---|---|---|---|---|---|---|---|---|']
     for bb, v in sorted(rows, key=lambda r: (r[0] not in CHOSEN_ON, r[0])):
         out.append(f"| {bb} | {'yes' if bb in CHOSEN_ON else 'no'} | {len(v['seeds'])} | {NAMES.get(v['base'][0], v['base'][0])} ({v['base'][1]}) | {ms(v['scalar'])} | "
-                   f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} | {v['flops_ratio']:.2f} |")
-    return out
+                   f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {', '.join(f'{x:.2f}' for x in v['ratio'])} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} | {v['flops_ratio']:.2f} |")
+    return out + ['\nWhere the spread between seeds comes from (the same pairs; the seed sets the fits\' initialisation and batch order):\n',
+                  *[spread_line(bb, v) for bb, v in rows if len(v['seeds']) > 1]]
+
+def spread_line(bb: str, v: dict) -> str:
+    "Whether one backbone's seed-to-seed spread in held-out RMSE is in the fit (train-set RMSE moves with it) or in generalisation"
+    held, fit = v['spanlift'], v['spanlift_train']
+    in_fit = max(fit) - min(fit) >= 0.5 * (max(held) - min(held)) and st.correlation(held, fit) > 0.8   # the fit's spread is large and moves with the held-out one
+    gap = st.mean(h - f for h, f in zip(held, fit))
+    return (f"- {bb}: held-out RMSE {min(held):.4f} to {max(held):.4f}, train-set RMSE {min(fit):.4f} to {max(fit):.4f}, held-out minus train-set {gap:.4f} on average: "
+            + ("the seeds that score worse also fit their own training pairs worse, so the spread is in the optimisation" if in_fit
+               else "the seeds fit their training pairs about equally, so the spread is in how each fit carries over to new noise"))
 
 def matched(summary, scalars, runs) -> list:
     "Per backbone, NFE n and lever (the recipe, and the recipe on half its budget): SpanLift at n against the learned scalars at n + 1 (the recipe's base), RMSE and wall seconds per sample"
