@@ -22,6 +22,7 @@ ABOUT = dict(recipe='1024 pairs, SpanLift 350 steps: scalars first, then SpanLif
              inter1c="path supervision, weight 1, held constant")
 RECIPE_LEVER = 'pairs16384s4000'                # bench/levers.py's run of the recipe (`evaluate.SPANLIFT_RECIPE` on `RECIPE_PAIRS` pairs)
 HALF_LEVER = FRONTIER_LEVER = 'pairs8192s2000'  # the recipe on half its pairs for half its steps: the benchmark tables' size, and the learned solvers on the cost curve
+LONG_LEVER = 'pairs16384s8000'                  # the recipe with SpanLift trained twice as long
 
 CHOSEN_ON = ('digits-flow', 'fashion-flow')     # the backbones whose lever runs chose the recipe's settings and budget
 UNTUNED = {'digits-edm': 'the same digits, a diffusion model on the EDM path (σ from 80 to 0, data prediction)',
@@ -206,8 +207,21 @@ def untuned_lines(summary) -> list:
     for bb, v in sorted(rows, key=lambda r: (r[0] not in CHOSEN_ON, r[0])):
         out.append(f"| {bb} | {'yes' if bb in CHOSEN_ON else 'no'} | {len(v['seeds'])} | {NAMES.get(v['base'][0], v['base'][0])} ({v['base'][1]}) | {ms(v['scalar'])} | "
                    f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {', '.join(f'{x:.2f}' for x in v['ratio'])} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} | {v['flops_ratio']:.2f} |")
-    return out + ['\nWhere the spread between seeds comes from (the same pairs; the seed sets the fits\' initialisation and batch order):\n',
+    return out + longer_lines(summary) + ['\nWhere the spread between seeds comes from (the same pairs; the seed sets the fits\' initialisation and batch order):\n',
                   *[spread_line(bb, v) for bb, v in rows if len(v['seeds']) > 1]]
+
+def longer_lines(summary) -> list:
+    "SpanLift trained twice as long against the recipe, seed by seed (the same pairs, scalars and operator start)"
+    out = []
+    for key, v in summary.items():
+        bb, nfe, lever = key.split('@')
+        ref = summary.get(f'{bb}@{nfe}@{RECIPE_LEVER}')
+        if lever != LONG_LEVER or not ref: continue
+        at = lambda k, s: ref[k][ref['seeds'].index(s)]
+        out += [f"- {bb}, NFE {nfe}, seed {s}, SpanLift trained for {v['settings']['steps']} steps instead of {ref['settings']['steps']}: held-out {x:.4f} against "
+                f"{at('spanlift', s):.4f}, train-set {t:.4f} against {at('spanlift_train', s):.4f} ({sec:.0f} s of fit against {at('seconds', s):.0f} s)."
+                for s, x, t, sec in zip(v['seeds'], v['spanlift'], v['spanlift_train'], v['seconds']) if s in ref['seeds']]
+    return (['\nTrained twice as long:\n'] + out) if out else []
 
 def spread_line(bb: str, v: dict) -> str:
     "Whether one backbone's seed-to-seed spread in held-out RMSE is in the fit (train-set RMSE moves with it) or in generalisation"

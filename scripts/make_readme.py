@@ -179,14 +179,15 @@ def recipe_lines(results: dict) -> list:
     if not runs: return []
     m = statistics.mean
     r3 = next(iter(runs.values()))
-    said = lambda rs: '; '.join(f"{bb} at {n} NFE {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** "
-                                f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''})" for (bb, n), v in rs)
+    said = lambda rs, each=False: '; '.join(f"{bb} at {n} NFE {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** "
+                                            f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''}"
+                                            + (f": {', '.join(f'{x:.2f}' for x in v['ratio'])}" if each and len(v['seeds']) > 1 else '') + ')' for (bb, n), v in rs)
     out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
            "SpanLift against the learned scalars over the same base: " + said((k, v) for k, v in runs.items() if k[0] in CHOSEN_ON)
            + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
     if new := [(k, v) for k, v in runs.items() if k[0] not in CHOSEN_ON]:
         out.append(f"- **The same recipe on backbones that chose none of its settings** (those were chosen on {' and '.join(CHOSEN_ON)}; "
-                   f"`bench/RESULTS.md`, *The recipe on backbones it was not chosen on*): {said(new)}.")
+                   f"`bench/RESULTS.md`, *The recipe on backbones it was not chosen on*, which also says where the spread between seeds comes from): {said(new, each=True)}.")
     out += half_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):

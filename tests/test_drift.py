@@ -95,4 +95,4 @@ def test_recipe_runs_on_other_backbones_are_reported_apart():
     lines = mr.recipe_lines(dict(res, levers={**res['levers'], f'not-a-chosen-backbone@3@{mr.RECIPE_LEVER}': other}))
     tuned = next(l for l in lines if l.startswith('- **The recipe**')); apart = [l for l in lines if 'not-a-chosen-backbone' in l]
     assert 'not-a-chosen-backbone' not in tuned and len(apart) == 1
-    assert 'chose none of its settings' in apart[0] and '**0.55 ± 0.07x** (2 seeds)' in apart[0]
+    assert 'chose none of its settings' in apart[0] and '**0.55 ± 0.07x** (2 seeds: 0.50, 0.60)' in apart[0]
