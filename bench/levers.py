@@ -13,7 +13,7 @@ from spanlift_nb.core import sample_shape, write_json, get_device
 from spanlift_nb.zoo import load_backbone
 from spanlift_nb.nowcast import nowcast_data
 from spanlift_nb.teacher import teacher_pairs, teacher_rmse, HELD_OUT_SEED, TeacherPairs, path_states
-from spanlift_nb.solvers import BASE_SOLVERS, sample
+from spanlift_nb.solvers import BASE_SOLVERS
 from spanlift_nb.evaluate import pick_base, run_method, pairs_kw, pairs_view, SPANLIFT_RECIPE
 from spanlift_nb.scalar import ScalarSolver
 from spanlift_nb.spanlift import SpanLift, operator_cost
@@ -125,7 +125,7 @@ def bases_table(bb, test, nfes=range(3, 7), per_sample=False):
     for name in [n for n in SOLVERS if n.startswith('ipndm')] + ['euler', 'dpmpp_2m']:
         for nfe in nfes:
             if not can_spend(name, nfe): continue
-            t = time.time(); xs = run_method(bb, test.noise, base=name, nfe=nfe)[0]
+            t = time.time(); xs = run_method(bb, test.noise, base=name, nfe=nfe, **pairs_kw(test))[0]
             rows.append(dict(base=name, nfe=nfe, rmse=teacher_rmse(xs, test.target), seconds=(time.time() - t) / (len(test) if per_sample else 1)))
     return dict(rows=rows)
 
@@ -133,7 +133,7 @@ def cheap_teacher(bb, test):
     "Endpoint error of fixed-step RK4 teachers against the dopri5 targets (tolerance for use as a teacher: 0.1 x SpanLift's RMSE)"
     rows = []
     for steps in (4, 8, 16):
-        t = time.time(); xs = sample(bb, test.noise, 'rk4', 4 * steps)
+        t = time.time(); xs = run_method(bb, test.noise, base='rk4', nfe=4 * steps, **pairs_kw(test))[0]
         rows.append(dict(method='rk4', steps=steps, nfe=4 * steps, rmse_vs_dopri5=teacher_rmse(xs, test.target), seconds=time.time() - t))
     return dict(rows=rows, dopri5_nfe=test.config.get('nfe'))
 
