@@ -2,7 +2,7 @@
 `levers` entry in RESULTS.json, and the figure bench/LEVERS/pairs.png.
 
     python bench/levers_report.py"""
-import json, re, statistics as st
+import json, math, re, statistics as st
 from pathlib import Path
 from spanlift_nb.core import atomic_write, write_json
 
@@ -194,7 +194,7 @@ def recipe_run(summary, backbone: str, nfe: int) -> dict | None:
     "The recipe's runs at one NFE, or where it did not run there, those of the recipe on half its budget (the same learned-scalar stage)"
     return summary.get(f'{backbone}@{nfe}@{RECIPE_LEVER}') or summary.get(f'{backbone}@{nfe}@{HALF_LEVER}')
 
-def untuned_lines(summary) -> list:
+def untuned_lines(summary, scalars: dict) -> list:
     "The recipe at NFE 3, unchanged, on backbones that chose none of its settings, beside the runs that chose them"
     rows = [(k.split('@')[0], v) for k, v in summary.items() if k.endswith(f'@3@{RECIPE_LEVER}')]
     new = [(bb, v) for bb, v in rows if bb not in CHOSEN_ON]
@@ -207,8 +207,23 @@ def untuned_lines(summary) -> list:
     for bb, v in sorted(rows, key=lambda r: (r[0] not in CHOSEN_ON, r[0])):
         out.append(f"| {bb} | {'yes' if bb in CHOSEN_ON else 'no'} | {len(v['seeds'])} | {NAMES.get(v['base'][0], v['base'][0])} ({v['base'][1]}) | {ms(v['scalar'])} | "
                    f"{ms(v['spanlift'])} | {ms(v['ratio'], 2)} | {', '.join(f'{x:.2f}' for x in v['ratio'])} | {ms(v['spanlift_train'])} | {ms(v['seconds'], 0)} | {v['flops_ratio']:.2f} | {3 * (1 + v['flops_ratio']):.2f} |")
-    return out + longer_lines(summary) + ['\nWhere the spread between seeds comes from (the same pairs; the seed sets the fits\' initialisation and batch order):\n',
+    return out + flops_lines(summary, scalars) + longer_lines(summary) + ['\nWhere the spread between seeds comes from (the same pairs; the seed sets the fits\' initialisation and batch order):\n',
                   *[spread_line(bb, v) for bb, v in rows if len(v['seeds']) > 1]]
+
+def equal_flops(summary, scalars) -> list:
+    "Where the operator is a large share of a backbone call: SpanLift under the recipe against the learned scalars at the NFE of at least equal FLOPs"
+    out = []
+    for key, v in summary.items():
+        bb, nfe, lever = key.split('@'); n = int(nfe); calls = n * (1 + v['flops_ratio'])
+        if lever == RECIPE_LEVER and v['flops_ratio'] > 0.25 and (at := scalars.get(f'{bb}@{math.ceil(calls)}')):
+            out.append(dict(backbone=bb, nfe=n, share=v['flops_ratio'], calls=calls, spanlift=v['spanlift'], scalar_nfe=math.ceil(calls), scalar=at['scalar'], base=at['base']))
+    return out
+
+def flops_lines(summary, scalars) -> list:
+    return [f"\n{r['backbone']}'s operator costs {r['share']:.2f} of a backbone call in FLOPs, so SpanLift at NFE {r['nfe']} spends {r['calls']:.2f} calls' FLOPs. "
+            f"The learned scalars at NFE {r['scalar_nfe']} ({NAMES.get(r['base'][0], r['base'][0])}, {r['base'][1]} grid, one fit) spend no more and reach {ms(r['scalar'])}, "
+            f"against SpanLift's {ms(r['spanlift'])}: at equal FLOPs SpanLift {dict(better='wins', tie='ties, inside its seed-to-seed sd', worse='loses')[against(r['spanlift'], st.mean(r['scalar']))]}. "
+            "In wall time the operator is cheaper than its FLOPs say (the matched-cost table below)." for r in equal_flops(summary, scalars)]
 
 def longer_lines(summary) -> list:
     "SpanLift trained twice as long against the recipe, seed by seed (the same pairs, scalars and operator start)"
@@ -364,7 +379,7 @@ def main():
             block.append(f"The tolerance for a teacher: a tenth of SpanLift's RMSE ({tol:.4f}). " + (
                 f"The cheapest RK4 within it spends {ok[0]['nfe']} NFE per pair, {ok[0]['nfe'] / tl[0]['dopri5_nfe']:.0%} of dopri5's." if ok else "No RK4 tried is within it."))
     if fig: block.append(f'\n![held-out RMSE against distinct pairs](LEVERS/{fig.name})')
-    block += untuned_lines(summary) + transfer_lines()
+    block += untuned_lines(summary, scalar_rows(runs)) + transfer_lines()
     mrows = matched(summary, scalar_rows(runs), runs); block += matched_lines(mrows) + projection_lines(projection(summary)) + init_lines() + demo_lines()
     ffig, flines = frontier(runs)
     if ffig: block += [*flines, f'\n![error against cost](LEVERS/{ffig.name})']
@@ -374,7 +389,7 @@ def main():
     text = pat.sub(lambda m: '\n'.join(block), old) if pat.search(old) else old.rstrip('\n') + '\n\n' + '\n'.join(block) + '\n'
     with atomic_write(md, 'w') as f: f.write(text)
     js = HERE / 'RESULTS.json'; data = json.loads(js.read_text()) if js.exists() else {}
-    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['matched_cost_recipe'] = mrows; data['projection'] = projection(summary)
+    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['equal_flops'] = equal_flops(summary, scalar_rows(runs)); data['matched_cost_recipe'] = mrows; data['projection'] = projection(summary)
     if init_rows(): data['scalar_init'] = init_rows()
     tf = HERE / 'LEVERS' / 'transfer-digits-flow-nfe3.json'
     if tf.exists(): data['transfer'] = json.loads(tf.read_text())

@@ -179,11 +179,14 @@ def recipe_lines(results: dict) -> list:
     if not runs: return []
     m = statistics.mean
     r3 = next(iter(runs.values()))
+    eq = {(r['backbone'], r['nfe']): r for r in results.get('equal_flops') or []}
     said = lambda rs, each=False: '; '.join(f"{bb} at {n} NFE {ms(v['spanlift'])} against {m(v['scalar']):.4f}, **{ms(v['ratio'], 2)}x** "
                                             f"({len(v['seeds'])} seed{'s' if len(v['seeds']) > 1 else ''}"
                                             + (f": {', '.join(f'{x:.2f}' for x in v['ratio'])}" if each and len(v['seeds']) > 1 else '') + ')'
                                             + (f", its operator {v['flops_ratio']:.2f} of a backbone call in FLOPs, so a sample costs {n * (1 + v['flops_ratio']):.1f} calls' FLOPs"
-                                               if each and v['flops_ratio'] > 0.25 else '') for (bb, n), v in rs)
+                                               if each and v['flops_ratio'] > 0.25 else '')
+                                            + (f", where the learned scalars at NFE {e['scalar_nfe']} reach {m(e['scalar']):.4f}" if each and (e := eq.get((bb, n))) else '')
+                                            for (bb, n), v in rs)
     out = [f"- **The recipe** (`evaluate.SPANLIFT_RECIPE`, {r3['n_train']} training pairs, 512 held-out test pairs, mean ± sd over seeds), "
            "SpanLift against the learned scalars over the same base: " + said((k, v) for k, v in runs.items() if k[0] in CHOSEN_ON)
            + ". On digits-flow the error keeps falling with distinct pairs and steps (`bench/RESULTS.md`, Levers)."]
