@@ -94,7 +94,7 @@ def table(runs) -> tuple:
     for (bb, nfe, lever), rs in sorted(g.items(), key=lambda kv: (kv[0][0], *order(kv[0][2]))):
         sc, sl, ra = [r['scalar_rmse'] for r in rs], [r['spanlift_rmse'] for r in rs], [r['ratio'] for r in rs]
         summary[f'{bb}@{nfe}@{lever}'] = dict(seeds=[r['seed'] for r in rs], scalar=sc, spanlift=sl, ratio=ra, spanlift_train=[r['spanlift_train_rmse'] for r in rs],
-                                              seconds=[r['spanlift_seconds'] for r in rs], settings=rs[0]['settings'], base=rs[0]['base'], n_train=rs[0]['settings']['n_train'],
+                                              seconds=[r['spanlift_seconds'] for r in rs], val=[r['spanlift_val'] for r in rs], curves=[r.get('spanlift_curve') for r in rs], settings=rs[0]['settings'], base=rs[0]['base'], n_train=rs[0]['settings']['n_train'],
                                               flops_ratio=rs[0]['cost']['flops_ratio'], wall_ratio=st.mean(r['cost']['wall_ratio'] for r in rs), params_operator=rs[0]['cost']['params_operator'])
         lines.append(f"| {bb}{'' if nfe == 3 else f', NFE {nfe}'} | {about(lever)} | {len(rs)} | {ms(sc)} | {ms(sl)} | {ms(ra, 2)} | {ms([r['spanlift_train_rmse'] for r in rs])} | "
                      f"{ms([r['spanlift_seconds'] for r in rs], 0)} | {rs[0]['cost']['flops_ratio']:.3f} |")
@@ -234,9 +234,12 @@ def longer_lines(summary) -> list:
         ref = summary.get(f'{bb}@{nfe}@{RECIPE_LEVER}')
         if lever != LONG_LEVER or not ref: continue
         at = lambda k, s: ref[k][ref['seeds'].index(s)]
+        half = lambda c: dict(zip(c['val_step'], c['val'])).get(ref['settings']['steps']) if c else None    # the longer run's validation RMSE at the recipe's last step
         out += [f"- {bb}, NFE {nfe}, seed {s}, SpanLift trained for {v['settings']['steps']} steps instead of {ref['settings']['steps']}: held-out {x:.4f} against "
                 f"{at('spanlift', s):.4f}, train-set {t:.4f} against {at('spanlift_train', s):.4f} ({sec:.0f} s of fit against {at('seconds', s):.0f} s)."
-                for s, x, t, sec in zip(v['seeds'], v['spanlift'], v['spanlift_train'], v['seconds']) if s in ref['seeds']]
+                + (f" At step {ref['settings']['steps']}, with its learning rate still about half its peak, its validation RMSE was already {h:.4f}, against "
+                   f"{at('val', s):.4f} at the end of the recipe's run, whose schedule had reached 0 there." if (h := half(c)) is not None else '')
+                for s, x, t, sec, c in zip(v['seeds'], v['spanlift'], v['spanlift_train'], v['seconds'], v['curves']) if s in ref['seeds']]
     return (['\nTrained twice as long:\n'] + out) if out else []
 
 def spread_line(bb: str, v: dict) -> str:

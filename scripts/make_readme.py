@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS, GPU, THESIS = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json', ROOT / 'bench' / 'THESIS.json'
 README, INDEX, IMAGES = ROOT / 'README.md', ROOT / 'nbs' / 'index.ipynb', ROOT / 'nbs' / 'images'
 sys.path.insert(0, str(ROOT / 'bench'))
-from levers_report import RECIPE_LEVER, HALF_LEVER, CHOSEN_ON, against, ms  # bench/levers.py's runs of the recipe, of the recipe on half its budget, and the backbones that chose it
+from levers_report import RECIPE_LEVER, HALF_LEVER, LONG_LEVER, CHOSEN_ON, against, ms  # bench/levers.py's runs of the recipe, of the recipe on half its budget, and the backbones that chose it
 NAMES = {'euler': 'Euler', 'heun': 'Heun', 'dpmpp_2m': 'DPM-Solver++(2M)', 'ipndm': 'iPNDM', 'ipndm_v': 'iPNDM (velocity)', 'unipc': 'UniPC', 'dopri5': 'dopri5'}
 
 def load(path=RESULTS) -> dict:
@@ -173,6 +173,21 @@ def half_bullets(results: dict) -> list:
             + (f"; its fit took {m(v['seconds']) / m(ref['seconds']):.2f}x the recipe's on the shared machine" if (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')) else '')
             + ")." for bb, n, v in runs]
 
+def longer_bullets(results: dict) -> list:
+    "SpanLift trained twice as long (bench/levers.py), seed by seed against the recipe's run of the same seed"
+    lv, out = results.get('levers') or {}, []
+    for k, v in lv.items():
+        bb, n, lever = k.split('@')
+        if lever != LONG_LEVER or not (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')): continue
+        at = lambda key, s: ref[key][ref['seeds'].index(s)]
+        same = [(s, x, t) for s, x, t in zip(v['seeds'], v['spanlift'], v['spanlift_train']) if s in ref['seeds']]
+        fits = all(t < at('spanlift_train', s) - 0.005 for s, _, t in same)      # the fit itself improves, not only what carries over
+        out.append(f"- **Trained twice as long** ({v['settings']['steps']} SpanLift steps, {bb} at {n} NFE, against the recipe's run of the same seed): " + '; '.join(
+            f"seed {s} {x:.4f} against {at('spanlift', s):.4f} (**{x / at('scalar', s):.2f}x** the learned scalars against {at('ratio', s):.2f}x; "
+            f"train-set RMSE {at('spanlift_train', s):.4f} to {t:.4f})" for s, x, t in same)
+            + ('. The fit itself improves, so on this backbone the recipe\'s step budget under-fits.' if fits else '.'))
+    return out
+
 def recipe_lines(results: dict) -> list:
     "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
     runs = recipe_runs(results)
@@ -193,7 +208,7 @@ def recipe_lines(results: dict) -> list:
     if new := [(k, v) for k, v in runs.items() if k[0] not in CHOSEN_ON]:
         out.append(f"- **The same recipe on backbones that chose none of its settings** (those were chosen on {' and '.join(CHOSEN_ON)}; "
                    f"`bench/RESULTS.md`, *The recipe on backbones it was not chosen on*, which also says where the spread between seeds comes from): {said(new, each=True)}.")
-    out += half_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
+    out += longer_bullets(results) + half_bullets(results) + matched_bullets(results) + init_bullets(results, runs) + projection_bullet(results.get('projection'))
     t = results.get('transfer') or {}
     if t.get('matrix', {}).get('mixed'):
         mx, bs = t['matrix']['mixed'], t['bases']; wins = [b for b in bs if mx[b] < t['base'][b]]
