@@ -118,7 +118,8 @@ NOT_MEASURED = ['fashion-flow levers other than the recipe and the recipe on hal
                 'the operator levers (inputs, capacity, the out-of-span projection, staging) at the recipe\'s budget: each was measured at the short '
                 'budget only, where none moved SpanLift beyond the spread between seeds',
                 'streamed pairs, pairs from the cheaper teacher, a two-level operator, the base as an operator input; under the recipe: NFE 2, '
-                'NFE 4 to 6 on fashion-flow, and NFE 4 to 6 on digits-flow over more than one seed']
+                'NFE 4 to 6 on fashion-flow, and NFE 4 to 6 on digits-flow over three seeds',
+                'the recipe on the class-conditional fashion-cond-flow under guidance; SpanLift trained longer than the recipe on any backbone but digits-edm']
 
 def verdicts(summary) -> list:
     "One line per lever against the recipe on the same budget and backbone, then the ratio of the reference rows, then what was not measured"
