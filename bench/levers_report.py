@@ -227,20 +227,26 @@ def flops_lines(summary, scalars) -> list:
             f"In wall time (one thread, on the shared machine) the operator takes {r['wall_share']:.2f} of a backbone call, so SpanLift at NFE {r['nfe']} takes about "
             f"{r['nfe'] * (1 + r['wall_share']):.1f} calls' time; the matched-cost table below compares measured seconds per sample." for r in equal_flops(summary, scalars)]
 
-def longer_lines(summary) -> list:
-    "SpanLift trained twice as long against the recipe, seed by seed (the same pairs, scalars and operator start)"
+def longer(summary) -> list:
+    "SpanLift trained twice as long against the recipe's run of the same seed (the same pairs, scalars and operator start), one row per seed"
     out = []
     for key, v in summary.items():
         bb, nfe, lever = key.split('@')
-        ref = summary.get(f'{bb}@{nfe}@{RECIPE_LEVER}')
-        if lever != LONG_LEVER or not ref: continue
-        at = lambda k, s: ref[k][ref['seeds'].index(s)]
-        half = lambda c: dict(zip(c['val_step'], c['val'])).get(ref['settings']['steps']) if c else None    # the longer run's validation RMSE at the recipe's last step
-        out += [f"- {bb}, NFE {nfe}, seed {s}, SpanLift trained for {v['settings']['steps']} steps instead of {ref['settings']['steps']}: held-out {x:.4f} against "
-                f"{at('spanlift', s):.4f}, train-set {t:.4f} against {at('spanlift_train', s):.4f} ({sec:.0f} s of fit against {at('seconds', s):.0f} s)."
-                + (f" At step {ref['settings']['steps']}, with its learning rate still about half its peak, its validation RMSE was already {h:.4f}, against "
-                   f"{at('val', s):.4f} at the end of the recipe's run, whose schedule had reached 0 there." if (h := half(c)) is not None else '')
-                for s, x, t, sec, c in zip(v['seeds'], v['spanlift'], v['spanlift_train'], v['seconds'], v['curves']) if s in ref['seeds']]
+        if lever != LONG_LEVER or not (ref := summary.get(f'{bb}@{nfe}@{RECIPE_LEVER}')): continue
+        for i, s in enumerate(v['seeds']):
+            if s not in ref['seeds']: continue
+            j, c = ref['seeds'].index(s), v['curves'][i]
+            out.append(dict(backbone=bb, nfe=int(nfe), seed=s, steps=v['settings']['steps'], ref_steps=ref['settings']['steps'], scalar=ref['scalar'][j],
+                            spanlift=v['spanlift'][i], ref_spanlift=ref['spanlift'][j], train=v['spanlift_train'][i], ref_train=ref['spanlift_train'][j],
+                            seconds=v['seconds'][i], ref_seconds=ref['seconds'][j], ref_val=ref['val'][j],
+                            val_at_ref_end=dict(zip(c['val_step'], c['val'])).get(ref['settings']['steps']) if c else None))   # the longer run's validation RMSE at the recipe's last step
+    return out
+
+def longer_lines(summary) -> list:
+    out = [f"- {r['backbone']}, NFE {r['nfe']}, seed {r['seed']}, SpanLift trained for {r['steps']} steps instead of {r['ref_steps']}: held-out {r['spanlift']:.4f} against "
+           f"{r['ref_spanlift']:.4f}, train-set {r['train']:.4f} against {r['ref_train']:.4f} ({r['seconds']:.0f} s of fit against {r['ref_seconds']:.0f} s)."
+           + (f" At step {r['ref_steps']}, with its learning rate still about half its peak, its validation RMSE was already {r['val_at_ref_end']:.4f}, against "
+              f"{r['ref_val']:.4f} at the end of the recipe's run, whose schedule had reached 0 there." if r['val_at_ref_end'] is not None else '') for r in longer(summary)]
     return (['\nTrained twice as long:\n'] + out) if out else []
 
 def spread_line(bb: str, v: dict) -> str:
@@ -394,7 +400,7 @@ def main():
     text = pat.sub(lambda m: '\n'.join(block), old) if pat.search(old) else old.rstrip('\n') + '\n\n' + '\n'.join(block) + '\n'
     with atomic_write(md, 'w') as f: f.write(text)
     js = HERE / 'RESULTS.json'; data = json.loads(js.read_text()) if js.exists() else {}
-    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['equal_flops'] = equal_flops(summary, scalar_rows(runs)); data['matched_cost_recipe'] = mrows; data['projection'] = projection(summary)
+    data['levers'] = summary; data['levers_scalars'] = scalar_rows(runs); data['equal_flops'] = equal_flops(summary, scalar_rows(runs)); data['longer'] = longer(summary); data['matched_cost_recipe'] = mrows; data['projection'] = projection(summary)
     if init_rows(): data['scalar_init'] = init_rows()
     tf = HERE / 'LEVERS' / 'transfer-digits-flow-nfe3.json'
     if tf.exists(): data['transfer'] = json.loads(tf.read_text())

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS, GPU, THESIS = ROOT / 'bench' / 'RESULTS.json', ROOT / 'bench' / 'gpu_check_h100.json', ROOT / 'bench' / 'THESIS.json'
 README, INDEX, IMAGES = ROOT / 'README.md', ROOT / 'nbs' / 'index.ipynb', ROOT / 'nbs' / 'images'
 sys.path.insert(0, str(ROOT / 'bench'))
-from levers_report import RECIPE_LEVER, HALF_LEVER, LONG_LEVER, CHOSEN_ON, against, ms  # bench/levers.py's runs of the recipe, of the recipe on half its budget, and the backbones that chose it
+from levers_report import RECIPE_LEVER, HALF_LEVER, CHOSEN_ON, against, ms  # bench/levers.py's runs of the recipe, of the recipe on half its budget, and the backbones that chose it
 NAMES = {'euler': 'Euler', 'heun': 'Heun', 'dpmpp_2m': 'DPM-Solver++(2M)', 'ipndm': 'iPNDM', 'ipndm_v': 'iPNDM (velocity)', 'unipc': 'UniPC', 'dopri5': 'dopri5'}
 
 def load(path=RESULTS) -> dict:
@@ -174,19 +174,14 @@ def half_bullets(results: dict) -> list:
             + ")." for bb, n, v in runs]
 
 def longer_bullets(results: dict) -> list:
-    "SpanLift trained twice as long (bench/levers.py), seed by seed against the recipe's run of the same seed"
-    lv, out = results.get('levers') or {}, []
-    for k, v in lv.items():
-        bb, n, lever = k.split('@')
-        if lever != LONG_LEVER or not (ref := lv.get(f'{bb}@{n}@{RECIPE_LEVER}')): continue
-        at = lambda key, s: ref[key][ref['seeds'].index(s)]
-        same = [(s, x, t) for s, x, t in zip(v['seeds'], v['spanlift'], v['spanlift_train']) if s in ref['seeds']]
-        fits = all(t < at('spanlift_train', s) - 0.005 for s, _, t in same)      # the fit itself improves, not only what carries over
-        out.append(f"- **Trained twice as long** ({v['settings']['steps']} SpanLift steps, {bb} at {n} NFE, against the recipe's run of the same seed): " + '; '.join(
-            f"seed {s} {x:.4f} against {at('spanlift', s):.4f} (**{x / at('scalar', s):.2f}x** the learned scalars against {at('ratio', s):.2f}x; "
-            f"train-set RMSE {at('spanlift_train', s):.4f} to {t:.4f})" for s, x, t in same)
-            + ('. The fit itself improves, so on this backbone the recipe\'s step budget under-fits.' if fits else '.'))
-    return out
+    "SpanLift trained twice as long (bench/levers_report.py's `longer` rows), per backbone: each seed against the recipe's run of the same seed"
+    by = {}
+    for r in results.get('longer') or []: by.setdefault((r['backbone'], r['nfe'], r['steps']), []).append(r)
+    return [f"- **Trained twice as long** ({steps} SpanLift steps, {bb} at {n} NFE, against the recipe's run of the same seed): " + '; '.join(
+            f"seed {r['seed']} {r['spanlift']:.4f} against {r['ref_spanlift']:.4f} (**{r['spanlift'] / r['scalar']:.2f}x** the learned scalars against "
+            f"{r['ref_spanlift'] / r['scalar']:.2f}x; train-set RMSE {r['ref_train']:.4f} to {r['train']:.4f})" for r in rs)
+            + ('. The fit itself improves, so on this backbone the recipe\'s step budget under-fits.' if all(r['train'] < r['ref_train'] - 0.005 for r in rs) else '.')
+            for (bb, n, steps), rs in by.items()]
 
 def recipe_lines(results: dict) -> list:
     "Bullets on the recipe's own runs (bench/levers.py, over seeds): its ratio per backbone and NFE, and SpanLift at NFE 3 against learned scalars at NFE 4"
