@@ -256,7 +256,7 @@ def spread_line(bb: str, v: dict) -> str:
     gap = st.mean(h - f for h, f in zip(held, fit))
     return (f"- {bb}: held-out RMSE {min(held):.4f} to {max(held):.4f}, train-set RMSE {min(fit):.4f} to {max(fit):.4f}, held-out minus train-set {gap:.4f} on average: "
             + ("the seeds that score worse also fit their own training pairs worse, so the spread is in the optimisation" if in_fit
-               else "the seeds fit their training pairs about equally, so the spread is in how each fit carries over to new noise"))
+               else "the train-set RMSE does not move with the held-out RMSE across seeds, so the spread is not in the optimisation alone"))
 
 def matched(summary, scalars, runs) -> list:
     "Per backbone, NFE n and lever (the recipe, and the recipe on half its budget): SpanLift at n against the learned scalars at n + 1 (the recipe's base), RMSE and wall seconds per sample"
